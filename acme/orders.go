@@ -1,0 +1,288 @@
+package acme
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-acme/lego/v4/acme"
+)
+
+// Solver presents and removes DNS-01 records. It is satisfied by the solvers package; domain is an
+// authorization's identifier (a wildcard name's base, without "*.").
+type Solver interface {
+	Present(ctx context.Context, domain, token, keyAuth string) error
+	CleanUp(ctx context.Context, domain, token, keyAuth string) error
+	WaitPropagation(ctx context.Context, domain, keyAuth string) error
+}
+
+// OrderRequest asks for one certificate.
+type OrderRequest struct {
+	// Domains are canonical DNS names; the first is the subject.
+	Domains []string
+	// CSR is the DER certificate request for Domains.
+	CSR []byte
+	// Profile selects a CA certificate profile (draft-ietf-acme-profiles), empty for the default.
+	Profile string
+	// ReplacesCertID is the ARI certificate ID of the certificate being renewed, if any.
+	ReplacesCertID string
+	// ResumeOrderURL continues an order created earlier (after a crash) instead of creating one.
+	ResumeOrderURL string
+	// OnOrder is called with the order URL as soon as the order exists and before any challenge
+	// or finalization, so the caller can persist it. An error aborts the issuance.
+	OnOrder func(orderURL string) error
+	// Solver answers the DNS-01 challenges.
+	Solver Solver
+}
+
+// Certificate is an issued certificate as the CA delivered it.
+type Certificate struct {
+	// OrderURL and CertURL locate the order and certificate at the CA.
+	OrderURL string
+	CertURL  string
+	// CertificatePEM is the leaf certificate.
+	CertificatePEM []byte
+	// IssuerPEM holds the issuer chain (one or more PEM certificates), leaf excluded.
+	IssuerPEM []byte
+}
+
+// Obtain runs an order to completion: it creates (or resumes) the order, solves every pending
+// authorization with DNS-01, finalizes with the CSR and downloads the certificate. Authorizations
+// that share one DNS record name are solved one after another; all others in parallel.
+func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy) (*Certificate, error) {
+	if policy.Initial <= 0 {
+		policy = DefaultPollPolicy
+	}
+	order, orderURL, err := c.openOrder(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if order.Status == acme.StatusPending {
+		if err := c.solveAuthorizations(ctx, order.Authorizations, req.Solver, policy); err != nil {
+			return nil, err
+		}
+	}
+	order, err = c.waitOrder(ctx, orderURL, policy, acme.StatusReady, acme.StatusValid)
+	if err != nil {
+		return nil, err
+	}
+	if order.Status == acme.StatusReady {
+		if _, err := c.core.Orders.UpdateForCSR(orderURL, req.CSR); err != nil {
+			return nil, classify(fmt.Errorf("acme: finalize order: %w", err))
+		}
+		order, err = c.waitOrder(ctx, orderURL, policy, acme.StatusValid)
+		if err != nil {
+			return nil, err
+		}
+	}
+	leaf, issuer, err := c.core.Certificates.Get(order.Certificate, false)
+	if err != nil {
+		return nil, classify(fmt.Errorf("acme: download certificate: %w", err))
+	}
+	return &Certificate{OrderURL: orderURL, CertURL: order.Certificate, CertificatePEM: leaf, IssuerPEM: issuer}, nil
+}
+
+// openOrder resumes req.ResumeOrderURL when it is still usable, or creates a new order.
+func (c *Client) openOrder(ctx context.Context, req OrderRequest) (acme.Order, string, error) {
+	if err := ctx.Err(); err != nil {
+		return acme.Order{}, "", err
+	}
+	if req.ResumeOrderURL != "" {
+		o, err := c.core.Orders.Get(req.ResumeOrderURL)
+		if err == nil && o.Status != acme.StatusInvalid && sameIdentifiers(o.Identifiers, req.Domains) {
+			return o.Order, req.ResumeOrderURL, nil
+		}
+	}
+	o, err := c.core.Orders.NewWithOptions(req.Domains, apiOrderOptions{Profile: req.Profile, ReplacesCertID: req.ReplacesCertID}.lego())
+	if err != nil {
+		return acme.Order{}, "", classify(fmt.Errorf("acme: new order: %w", err))
+	}
+	if o.Location == "" {
+		return acme.Order{}, "", errors.New("acme: new order: the CA returned no order URL")
+	}
+	if req.OnOrder != nil {
+		if err := req.OnOrder(o.Location); err != nil {
+			return acme.Order{}, "", fmt.Errorf("acme: record order: %w", err)
+		}
+	}
+	return o.Order, o.Location, nil
+}
+
+func sameIdentifiers(ids []acme.Identifier, domains []string) bool {
+	if len(ids) != len(domains) {
+		return false
+	}
+	want := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		want[d] = true
+	}
+	for _, id := range ids {
+		if !want[id.Value] {
+			return false
+		}
+	}
+	return true
+}
+
+// pendingAuthz is one authorization that needs a DNS-01 answer.
+type pendingAuthz struct {
+	url, domain, token, keyAuth, challengeURL string
+}
+
+// solveAuthorizations answers all pending authorizations. Authorizations whose records share a name
+// (example.com and *.example.com) go in separate waves, because some DNS providers replace the
+// whole record set on present.
+func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver Solver, policy PollPolicy) error {
+	var waves [][]pendingAuthz
+	for _, u := range urls {
+		authz, err := c.core.Authorizations.Get(u)
+		if err != nil {
+			return classify(fmt.Errorf("acme: get authorization: %w", err))
+		}
+		switch authz.Status {
+		case acme.StatusValid:
+			continue
+		case acme.StatusPending:
+		default:
+			return &Error{Kind: ErrChallengeFailed, err: fmt.Errorf("acme: authorization for %s is %s", authz.Identifier.Value, authz.Status)}
+		}
+		p := pendingAuthz{url: u, domain: authz.Identifier.Value}
+		for _, ch := range authz.Challenges {
+			if ch.Type == "dns-01" {
+				p.token, p.challengeURL = ch.Token, ch.URL
+			}
+		}
+		if p.challengeURL == "" {
+			return &Error{Kind: ErrRejected, err: fmt.Errorf("acme: the CA offers no dns-01 challenge for %s", p.domain)}
+		}
+		if p.keyAuth, err = c.core.GetKeyAuthorization(p.token); err != nil {
+			return fmt.Errorf("acme: key authorization: %w", err)
+		}
+		placed := false
+		for i := range waves {
+			if !hasDomain(waves[i], p.domain) {
+				waves[i] = append(waves[i], p)
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			waves = append(waves, []pendingAuthz{p})
+		}
+	}
+	for _, wave := range waves {
+		if err := c.solveWave(ctx, wave, solver, policy); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasDomain(wave []pendingAuthz, domain string) bool {
+	for _, p := range wave {
+		if p.domain == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// solveWave presents every record of the wave, waits until all are visible, accepts the challenges
+// and waits until the CA has validated them. Records are removed afterwards in every case.
+func (c *Client) solveWave(ctx context.Context, wave []pendingAuthz, solver Solver, policy PollPolicy) error {
+	if solver == nil {
+		return errors.New("acme: no DNS-01 solver configured")
+	}
+	presented := make([]bool, len(wave))
+	defer func() {
+		// Clean up with a context of its own: the records must go even when ctx was cancelled.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for i, p := range wave {
+			if presented[i] {
+				_ = solver.CleanUp(cctx, p.domain, p.token, p.keyAuth)
+			}
+		}
+	}()
+	err := forEach(wave, func(i int, p pendingAuthz) error {
+		if err := solver.Present(ctx, p.domain, p.token, p.keyAuth); err != nil {
+			return fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err)
+		}
+		presented[i] = true
+		return solver.WaitPropagation(ctx, p.domain, p.keyAuth)
+	})
+	if err != nil {
+		return err
+	}
+	return forEach(wave, func(_ int, p pendingAuthz) error {
+		ch, err := c.core.Challenges.New(p.challengeURL)
+		if err != nil {
+			return classify(fmt.Errorf("acme: accept challenge for %s: %w", p.domain, err))
+		}
+		return c.waitChallenge(ctx, p, ch, policy)
+	})
+}
+
+// waitChallenge polls the challenge (whose response carries Retry-After) until it is valid.
+func (c *Client) waitChallenge(ctx context.Context, p pendingAuthz, ch acme.ExtendedChallenge, policy PollPolicy) error {
+	first := true
+	return policy.poll(ctx, "validation of "+p.domain, func() (bool, time.Duration, error) {
+		if !first {
+			var err error
+			if ch, err = c.core.Challenges.Get(p.challengeURL); err != nil {
+				return false, 0, classify(fmt.Errorf("acme: get challenge for %s: %w", p.domain, err))
+			}
+		}
+		first = false
+		switch ch.Status {
+		case acme.StatusValid:
+			return true, 0, nil
+		case acme.StatusInvalid:
+			if ch.Error != nil {
+				return false, 0, &Error{Kind: ErrChallengeFailed, ProblemType: ch.Error.Type, Detail: ch.Error.Detail,
+					err: fmt.Errorf("acme: validation of %s failed: %s: %s", p.domain, ch.Error.Type, ch.Error.Detail)}
+			}
+			return false, 0, &Error{Kind: ErrChallengeFailed, err: fmt.Errorf("acme: validation of %s failed", p.domain)}
+		}
+		ra, _ := parseRetryAfter(ch.RetryAfter)
+		return false, ra, nil
+	})
+}
+
+// waitOrder polls the order until its status is one of want.
+func (c *Client) waitOrder(ctx context.Context, orderURL string, policy PollPolicy, want ...string) (acme.Order, error) {
+	var order acme.Order
+	err := policy.poll(ctx, "order", func() (bool, time.Duration, error) {
+		o, err := c.core.Orders.Get(orderURL)
+		if err != nil {
+			return false, 0, classify(fmt.Errorf("acme: get order: %w", err))
+		}
+		order = o.Order
+		for _, w := range want {
+			if o.Status == w {
+				return true, 0, nil
+			}
+		}
+		if o.Status == acme.StatusInvalid {
+			if o.Error != nil {
+				return false, 0, classify(fmt.Errorf("acme: order is invalid: %w", o.Error))
+			}
+			return false, 0, &Error{Kind: ErrRejected, err: errors.New("acme: order is invalid")}
+		}
+		return false, c.headers.RetryAfter(orderURL), nil
+	})
+	return order, err
+}
+
+// forEach runs fn for every item concurrently and returns the first error.
+func forEach[T any](items []T, fn func(int, T) error) error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() { errs[i] = fn(i, it) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,177 @@
+// Package backend is the plugin's Vault lifecycle: the Factory, the backend struct, Initialize /
+// Invalidate / Clean, the issuance orchestrator with its bounded worker pool, and the caches of
+// ACME clients. It implements paths.Engine for the HTTP API.
+//
+// It may import paths, acme and solvers. Nothing in this plugin imports backend except cmd.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+)
+
+// Version is the plugin's semantic version, reported to Vault as RunningVersion. Release builds
+// set it with -ldflags "-X .../backend.Version=v1.2.3".
+var Version = "v0.0.0-dev"
+
+// DefaultWorkers bounds how many certificates are issued at once per mount.
+const DefaultWorkers = 8
+
+const backendHelp = `The Let's Encrypt secrets engine obtains and renews publicly trusted TLS certificates through
+ACME (Let's Encrypt or any RFC 8555 CA) inside Vault. ACME accounts, DNS provider credentials and
+certificate keys stay behind Vault's barrier. Configure accounts/, config/dns/ and roles/, then write
+and read certs/<name>.`
+
+// ACMEClient is the part of *acme.Client the backend uses; tests substitute a fake.
+type ACMEClient interface {
+	Register(ctx context.Context, reg acme.Registration) (url, status string, err error)
+	UpdateContact(ctx context.Context, contact []string) error
+	Obtain(ctx context.Context, req acme.OrderRequest, policy acme.PollPolicy) (*acme.Certificate, error)
+	Close()
+}
+
+// Dialer connects to a CA as an account.
+type Dialer func(acct acme.Account, opts acme.Options) (ACMEClient, error)
+
+// Options configure a backend; zero values select the real implementations.
+type Options struct {
+	// Dial connects to CAs (default: acme.Dial).
+	Dial Dialer
+	// Solvers builds DNS-01 solvers (default: child processes of this plugin's executable).
+	Solvers solvers.Factory
+	// Workers bounds concurrent issuance (default DefaultWorkers).
+	Workers int
+	// Poll is the ACME polling policy (default acme.DefaultPollPolicy).
+	Poll acme.PollPolicy
+}
+
+type backend struct {
+	*framework.Backend
+
+	logger  hclog.Logger
+	dial    Dialer
+	solvers solvers.Factory
+	poll    acme.PollPolicy
+	storage logical.Storage
+
+	// ctx is the context of background work: created with the backend, cancelled by Clean.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	clientsMu sync.Mutex
+	clients   map[string]*cachedClient
+
+	jobsMu sync.Mutex
+	jobs   map[string]*job
+	slots  chan struct{}
+}
+
+// Factory is the plugin's logical.Factory.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	return New(ctx, conf, Options{})
+}
+
+// New builds and sets up a backend with opts.
+func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logical.Backend, error) {
+	logger := conf.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	b := &backend{
+		logger:  logger,
+		dial:    opts.Dial,
+		solvers: opts.Solvers,
+		poll:    opts.Poll,
+		storage: conf.StorageView,
+		clients: map[string]*cachedClient{},
+		jobs:    map[string]*job{},
+	}
+	if b.dial == nil {
+		b.dial = func(a acme.Account, o acme.Options) (ACMEClient, error) { return acme.Dial(a, o) }
+	}
+	if b.solvers == nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("locate the plugin executable for DNS solver processes: %w", err)
+		}
+		b.solvers = solvers.NewProcessFactory(exe, logger.Named("dns"))
+	}
+	if b.poll.Initial <= 0 {
+		b.poll = acme.DefaultPollPolicy
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	b.slots = make(chan struct{}, workers)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	redirectLegoLog(logger)
+
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: SealWrapPrefixes(),
+		},
+		Paths:          paths.Paths(b),
+		Invalidate:     b.invalidate,
+		Clean:          b.clean,
+		RunningVersion: Version,
+	}
+	if err := b.Setup(ctx, conf); err != nil {
+		b.cancel()
+		return nil, err
+	}
+	return b, nil
+}
+
+// SealWrapPrefixes lists every storage prefix that holds keys or credentials.
+func SealWrapPrefixes() []string {
+	return append(paths.SealWrapPrefixes(), OrderPrefix)
+}
+
+// invalidate drops cached state when another node changed storage (performance standbys).
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case strings.HasPrefix(key, paths.AccountPrefix):
+		b.AccountChanged(strings.TrimPrefix(key, paths.AccountPrefix))
+	case strings.HasPrefix(key, paths.DNSConfigPrefix):
+		b.DNSConfigChanged(strings.TrimPrefix(key, paths.DNSConfigPrefix))
+	}
+}
+
+// clean stops background work, the DNS solver processes and the ACME clients. Workers get a
+// bounded time to notice the cancellation.
+func (b *backend) clean(_ context.Context) {
+	b.cancel()
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		b.logger.Warn("issuance workers still running at cleanup")
+	}
+	b.solvers.Close()
+	b.clientsMu.Lock()
+	for name, c := range b.clients {
+		c.client.Close()
+		delete(b.clients, name)
+	}
+	b.clientsMu.Unlock()
+}
+
+// WriteSafe reports whether this node may write storage and talk to CAs.
+func (b *backend) WriteSafe() bool { return b.WriteSafeReplicationState() }

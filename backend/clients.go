@@ -1,0 +1,116 @@
+package backend
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	legolog "github.com/go-acme/lego/v4/log"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+)
+
+// cachedClient is an ACME client for one stored account, valid while the account's fingerprint
+// (directory, roots, key, URL) is unchanged.
+type cachedClient struct {
+	fingerprint string
+	client      ACMEClient
+}
+
+func accountFingerprint(a *paths.AccountEntry) string {
+	h := sha256.New()
+	for _, s := range []string{a.DirectoryURL, a.CABundle, a.AccountURL, a.PrivateKey} {
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (b *backend) clientOptions() acme.Options {
+	return acme.Options{UserAgent: "vault-plugin-secrets-letsencrypt/" + Version}
+}
+
+// accountClient returns the cached client of the named account, dialing the CA when needed.
+func (b *backend) accountClient(name string, a *paths.AccountEntry) (ACMEClient, error) {
+	fp := accountFingerprint(a)
+	b.clientsMu.Lock()
+	if c := b.clients[name]; c != nil && c.fingerprint == fp {
+		b.clientsMu.Unlock()
+		return c.client, nil
+	}
+	b.clientsMu.Unlock()
+
+	key, err := acme.ParseKey(a.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("account %q: stored key: %w", name, err)
+	}
+	client, err := b.dial(acme.Account{DirectoryURL: a.DirectoryURL, CABundle: a.CABundle, Key: key, URL: a.AccountURL}, b.clientOptions())
+	if err != nil {
+		return nil, err
+	}
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	if old := b.clients[name]; old != nil {
+		if old.fingerprint == fp {
+			client.Close()
+			return old.client, nil
+		}
+		old.client.Close()
+	}
+	b.clients[name] = &cachedClient{fingerprint: fp, client: client}
+	return client, nil
+}
+
+// RegisterAccount registers a new account at its CA. Nothing is cached or stored.
+func (b *backend) RegisterAccount(ctx context.Context, a *paths.AccountEntry, key crypto.Signer, reg acme.Registration) (string, string, error) {
+	client, err := b.dial(acme.Account{DirectoryURL: a.DirectoryURL, CABundle: a.CABundle, Key: key}, b.clientOptions())
+	if err != nil {
+		return "", "", err
+	}
+	defer client.Close()
+	return client.Register(ctx, reg)
+}
+
+// UpdateAccountContact changes a registered account's contact at its CA.
+func (b *backend) UpdateAccountContact(ctx context.Context, name string, a *paths.AccountEntry, contact []string) error {
+	client, err := b.accountClient(name, a)
+	if err != nil {
+		return err
+	}
+	return client.UpdateContact(ctx, contact)
+}
+
+// AccountChanged forgets the cached client of the named account.
+func (b *backend) AccountChanged(name string) {
+	b.clientsMu.Lock()
+	c := b.clients[name]
+	delete(b.clients, name)
+	b.clientsMu.Unlock()
+	if c != nil {
+		c.client.Close()
+	}
+}
+
+// CheckDNSConfig builds the provider of cfg in isolation to report configuration errors.
+func (b *backend) CheckDNSConfig(ctx context.Context, cfg solvers.DNSConfig) error {
+	return b.solvers.Check(ctx, cfg)
+}
+
+// DNSConfigChanged stops the solver process of the named configuration.
+func (b *backend) DNSConfigChanged(name string) { b.solvers.Evict(name) }
+
+var legoLogOnce sync.Once
+
+// redirectLegoLog sends lego's package logger to hclog, once per process. lego logs only protocol
+// events (retries, URLs), never keys.
+func redirectLegoLog(logger hclog.Logger) {
+	legoLogOnce.Do(func() {
+		legolog.Logger = logger.Named("lego").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
+	})
+}
+

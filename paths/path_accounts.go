@@ -1,0 +1,362 @@
+package paths
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+)
+
+// AccountPrefix is where ACME accounts live, one entry per name. Seal-wrapped: entries hold the
+// account's private key.
+const AccountPrefix = "accounts/"
+
+// AccountEntry is an ACME account as stored.
+type AccountEntry struct {
+	DirectoryURL         string    `json:"directory_url"`
+	Contact              []string  `json:"contact,omitempty"`
+	KeyType              string    `json:"key_type"`
+	TermsOfServiceAgreed bool      `json:"terms_of_service_agreed"`
+	EABKeyID             string    `json:"eab_kid,omitempty"`
+	CABundle             string    `json:"ca_bundle,omitempty"`
+	AccountURL           string    `json:"account_url"`
+	Status               string    `json:"status"`
+	CreatedAt            time.Time `json:"created_at"`
+	// PrivateKey is the PKCS #8 PEM account key. It never leaves storage.
+	PrivateKey string `json:"private_key"`
+}
+
+// LoadAccount returns the account stored under name, or nil.
+func LoadAccount(ctx context.Context, s logical.Storage, name string) (*AccountEntry, error) {
+	var a AccountEntry
+	ok, err := getEntry(ctx, s, AccountPrefix+name, &a)
+	if err != nil {
+		return nil, fmt.Errorf("load account %q: %w", name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &a, nil
+}
+
+var accountFields = map[string]*framework.FieldSchema{
+	"name": {Type: framework.TypeString, Required: true, Description: "Name of the account."},
+	"directory_url": {Type: framework.TypeString, Description: "ACME directory URL of the CA (https), or the alias letsencrypt or letsencrypt-staging.",
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Directory URL"}},
+	"contact":                 {Type: framework.TypeCommaStringSlice, Description: "E-mail addresses the CA may write to about this account."},
+	"key_type":                {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Account key type: " + strings.Join(acme.KeyTypes(), ", ") + ". Ignored when private_key is given."},
+	"terms_of_service_agreed": {Type: framework.TypeBool, Description: "Must be true: you agree to the CA's terms of service."},
+	"eab_kid":                 {Type: framework.TypeString, Description: "External account binding key identifier, when the CA requires one (ZeroSSL, Google Trust Services)."},
+	"eab_hmac_key": {Type: framework.TypeString, Description: "External account binding HMAC key (base64url). Write-only; never stored or returned.",
+		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	"ca_bundle": {Type: framework.TypeString, Description: "PEM roots that sign the CA's HTTPS certificate, for a private ACME CA (Pebble, step-ca). Empty: the system roots."},
+	"private_key": {Type: framework.TypeString, Description: "Existing account key to import (PEM), e.g. from certbot. Write-only; never returned.",
+		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	"account_url": {Type: framework.TypeString, Description: "The account's URL at the CA."},
+	"status":      {Type: framework.TypeString, Description: "The account's status at the CA when last seen."},
+	"created_at":  {Type: framework.TypeTime, Description: "When the account was registered."},
+}
+
+var accountReadFields = fieldsOf(accountFields, "directory_url", "contact", "key_type", "terms_of_service_agreed",
+	"eab_kid", "ca_bundle", "account_url", "status", "created_at")
+
+func accountPaths(e Engine) []*framework.Path {
+	h := &accountHandler{engine: e, locks: locksutil.CreateLocks()}
+	return []*framework.Path{
+		{
+			Pattern:      AccountPrefix + "?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "accounts"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: listEntries(AccountPrefix), Summary: "List ACME accounts.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
+			},
+			HelpSynopsis:    pathAccountsListHelpSyn,
+			HelpDescription: pathAccountsListHelpDesc,
+		},
+		{
+			Pattern:        AccountPrefix + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "account"},
+			Fields:         accountFields,
+			ExistenceCheck: existence(AccountPrefix),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Register an ACME account at its CA.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: accountReadFields}}}},
+				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Update an ACME account's contact or CA bundle.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: accountReadFields}}}},
+				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read an ACME account (never its key).",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: accountReadFields}}}},
+				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete an ACME account from Vault.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: noContent},
+			},
+			HelpSynopsis:    pathAccountsHelpSyn,
+			HelpDescription: pathAccountsHelpDesc,
+		},
+	}
+}
+
+type accountHandler struct {
+	engine Engine
+	locks  []*locksutil.LockEntry
+}
+
+func (h *accountHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	a, err := LoadAccount(ctx, req.Storage, d.Get("name").(string))
+	if err != nil || a == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: accountResponse(a)}, nil
+}
+
+func accountResponse(a *AccountEntry) map[string]any {
+	contact := a.Contact
+	if contact == nil {
+		contact = []string{}
+	}
+	return map[string]any{
+		"directory_url":           a.DirectoryURL,
+		"contact":                 contact,
+		"key_type":                a.KeyType,
+		"terms_of_service_agreed": a.TermsOfServiceAgreed,
+		"eab_kid":                 a.EABKeyID,
+		"ca_bundle":               a.CABundle,
+		"account_url":             a.AccountURL,
+		"status":                  a.Status,
+		"created_at":              a.CreatedAt,
+	}
+}
+
+func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := ValidateEntryName("account", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	lock := locksutil.LockForKey(h.locks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	existing, err := LoadAccount(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return h.update(ctx, req, d, name, existing)
+	}
+
+	a, reg, key, msg := parseNewAccount(d)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	url, status, err := h.engine.RegisterAccount(ctx, a, key, reg)
+	if err != nil {
+		return caErrorResponse(fmt.Sprintf("register account %q at %s", name, a.DirectoryURL), err)
+	}
+	a.AccountURL, a.Status, a.CreatedAt = url, status, time.Now().UTC()
+	if err := putEntry(ctx, req.Storage, AccountPrefix+name, a); err != nil {
+		return nil, fmt.Errorf("store account %q: %w", name, err)
+	}
+	h.engine.AccountChanged(name)
+	return &logical.Response{Data: accountResponse(a)}, nil
+}
+
+// parseNewAccount validates a create request. It returns a message for the caller when the input
+// is unusable.
+func parseNewAccount(d *framework.FieldData) (*AccountEntry, acme.Registration, crypto.Signer, string) {
+	var reg acme.Registration
+	dir, err := acme.ResolveDirectoryURL(d.Get("directory_url").(string))
+	if err != nil {
+		return nil, reg, nil, err.Error()
+	}
+	agreed, ok := d.GetOk("terms_of_service_agreed")
+	if !ok || !agreed.(bool) {
+		return nil, reg, nil, "terms_of_service_agreed must be true: read the CA's terms of service and set terms_of_service_agreed=true"
+	}
+	contact, msg := parseContact(d.Get("contact").([]string))
+	if msg != "" {
+		return nil, reg, nil, msg
+	}
+	if _, err := acme.ParseCABundle(d.Get("ca_bundle").(string)); err != nil {
+		return nil, reg, nil, err.Error()
+	}
+	kid, hmac := strings.TrimSpace(d.Get("eab_kid").(string)), strings.TrimSpace(d.Get("eab_hmac_key").(string))
+	if (kid == "") != (hmac == "") {
+		return nil, reg, nil, "eab_kid and eab_hmac_key go together: give both (external account binding) or neither"
+	}
+	if hmac != "" {
+		if err := acme.ValidateEABKey(hmac); err != nil {
+			return nil, reg, nil, err.Error()
+		}
+	}
+	key, keyType, msg := accountKey(d)
+	if msg != "" {
+		return nil, reg, nil, msg
+	}
+	pemKey, err := acme.EncodeKey(key)
+	if err != nil {
+		return nil, reg, nil, err.Error()
+	}
+	reg = acme.Registration{Contact: contact, TermsOfServiceAgreed: true, EABKeyID: kid, EABHMACKey: hmac}
+	return &AccountEntry{
+		DirectoryURL: dir, Contact: contact, KeyType: string(keyType), TermsOfServiceAgreed: true,
+		EABKeyID: kid, CABundle: d.Get("ca_bundle").(string), PrivateKey: pemKey,
+	}, reg, key, ""
+}
+
+// accountKey imports the given private key or generates one of key_type.
+func accountKey(d *framework.FieldData) (crypto.Signer, acme.KeyType, string) {
+	rawType, typeGiven := d.GetOk("key_type")
+	kt, err := acme.ParseKeyType(fmt.Sprint(d.Get("key_type")))
+	if err != nil {
+		return nil, "", "key_type: " + strings.TrimPrefix(err.Error(), "acme: ")
+	}
+	if pemKey := d.Get("private_key").(string); strings.TrimSpace(pemKey) != "" {
+		key, err := acme.ParseKey(pemKey)
+		if err != nil {
+			return nil, "", "private_key: " + strings.TrimPrefix(err.Error(), "acme: ")
+		}
+		actual, _ := acme.KeyTypeOf(key)
+		if typeGiven && rawType.(string) != "" && actual != kt {
+			return nil, "", fmt.Sprintf("key_type %q does not match the imported private_key, which is %s: leave key_type out", kt, actual)
+		}
+		return key, actual, ""
+	}
+	key, err := kt.Generate()
+	if err != nil {
+		return nil, "", err.Error()
+	}
+	return key, kt, ""
+}
+
+// parseContact validates e-mail contacts, accepting an optional "mailto:" prefix.
+func parseContact(in []string) ([]string, string) {
+	var out []string
+	for _, c := range in {
+		c = strings.TrimPrefix(strings.TrimSpace(c), "mailto:")
+		if c == "" {
+			continue
+		}
+		addr, err := mail.ParseAddress(c)
+		if err != nil || addr.Address != c || addr.Name != "" {
+			return nil, fmt.Sprintf("contact %q is not an e-mail address: give plain addresses like admin@example.com", c)
+		}
+		out = append(out, c)
+	}
+	return out, ""
+}
+
+// update applies the changes an existing account allows: contact and ca_bundle.
+func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *framework.FieldData, name string, a *AccountEntry) (*logical.Response, error) {
+	for _, f := range []string{"directory_url", "key_type", "private_key", "eab_kid", "eab_hmac_key"} {
+		if v, ok := d.GetOk(f); ok && fmt.Sprint(v) != "" && !sameAccountValue(a, f, fmt.Sprint(v)) {
+			return logical.ErrorResponse("%s of existing account %q cannot change: delete it and create a new account, or use another name", f, name), nil
+		}
+	}
+	if v, ok := d.GetOk("terms_of_service_agreed"); ok && !v.(bool) {
+		return logical.ErrorResponse("terms_of_service_agreed cannot be withdrawn: delete the account instead"), nil
+	}
+	updated := *a
+	if raw, ok := d.GetOk("contact"); ok {
+		contact, msg := parseContact(raw.([]string))
+		if msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+		if !slices.Equal(contact, a.Contact) {
+			if err := h.engine.UpdateAccountContact(ctx, name, a, contact); err != nil {
+				return caErrorResponse(fmt.Sprintf("update contact of account %q", name), err)
+			}
+			updated.Contact = contact
+		}
+	}
+	if raw, ok := d.GetOk("ca_bundle"); ok {
+		if _, err := acme.ParseCABundle(raw.(string)); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		updated.CABundle = raw.(string)
+	}
+	if err := putEntry(ctx, req.Storage, AccountPrefix+name, &updated); err != nil {
+		return nil, fmt.Errorf("store account %q: %w", name, err)
+	}
+	h.engine.AccountChanged(name)
+	return &logical.Response{Data: accountResponse(&updated)}, nil
+}
+
+func sameAccountValue(a *AccountEntry, field, v string) bool {
+	switch field {
+	case "directory_url":
+		dir, err := acme.ResolveDirectoryURL(v)
+		return err == nil && dir == a.DirectoryURL
+	case "key_type":
+		return strings.EqualFold(v, a.KeyType)
+	case "eab_kid":
+		return v == a.EABKeyID
+	}
+	return false
+}
+
+func (h *accountHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	users, err := rolesUsing(ctx, req.Storage, func(r *RoleEntry) bool { return r.Account == name })
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return logical.ErrorResponse("account %q is used by role(s) %s: change or delete them first", name, strings.Join(users, ", ")), nil
+	}
+	if err := req.Storage.Delete(ctx, AccountPrefix+name); err != nil {
+		return nil, fmt.Errorf("delete account %q: %w", name, err)
+	}
+	h.engine.AccountChanged(name)
+	return nil, nil
+}
+
+// caErrorResponse turns a failure talking to the CA into a response: the CA's refusal or an
+// untrusted CA certificate is the caller's to fix (400); an unreachable or failing CA is 502.
+func caErrorResponse(what string, err error) (*logical.Response, error) {
+	switch {
+	case errors.Is(err, acme.ErrRateLimited):
+		msg := fmt.Sprintf("%s: %v", what, err)
+		if d, ok := acme.RetryAfter(err); ok {
+			msg += fmt.Sprintf("; retry after %s", d.Round(time.Second))
+		}
+		return nil, fmt.Errorf("%s: %w", msg, logical.ErrUpstreamRateLimited)
+	case errors.Is(err, acme.ErrUnreachable):
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return nil, logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf("%s: %v", what, err))
+	}
+	return logical.ErrorResponse("%s: %v", what, err), nil
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+const (
+	pathAccountsListHelpSyn  = "List the ACME accounts."
+	pathAccountsListHelpDesc = "Lists the names of the ACME accounts registered through this engine."
+	pathAccountsHelpSyn      = "Register and manage an ACME account."
+	pathAccountsHelpDesc     = `An ACME account at a CA (Let's Encrypt or any RFC 8555 CA). Writing a new account registers it
+at the CA during the request; nothing is stored if the CA refuses. The account key is generated
+(key_type) or imported (private_key, e.g. from certbot: the CA returns the existing account for a known
+key). ca_bundle holds the PEM roots of a private CA's HTTPS endpoint and applies to this account only.
+Reads never return the account key or the EAB HMAC key. An existing account may change its contact and
+ca_bundle; anything else needs a new account.`
+)

@@ -1,0 +1,446 @@
+package paths
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+)
+
+// CertPrefix is where certificates live, under their names (which may contain "/"). Seal-wrapped:
+// entries hold the certificate's private key.
+const CertPrefix = "certs/"
+
+// Certificate statuses.
+const (
+	// StatusPending: the certificate's current specification has not been issued yet; work is
+	// under way or will start on the next read or renewal tick.
+	StatusPending = "pending"
+	// StatusValid: the stored certificate matches the specification.
+	StatusValid = "valid"
+	// StatusFailed: the last attempt failed; see last_error and next_attempt_at.
+	StatusFailed = "failed"
+)
+
+// Bounds of how long a request waits for issuance. Vault cuts requests at 90 s.
+const (
+	defaultWriteWait = 30 * time.Second
+	defaultReadWait  = 30 * time.Second
+	maxWait          = 60 * time.Second
+)
+
+// CertEntry is a named certificate: its specification, the state of its issuance and the current
+// certificate with its key.
+type CertEntry struct {
+	Role    string   `json:"role"`
+	Domains []string `json:"domains"`
+	KeyType string   `json:"key_type"`
+	// Generation increases whenever the specification (role, domains, key type) changes.
+	Generation int64 `json:"generation"`
+
+	Status        string    `json:"status"`
+	LastError     string    `json:"last_error,omitempty"`
+	Attempts      int       `json:"attempts,omitempty"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+
+	// The current certificate, from IssuedGeneration of the specification.
+	Certificate      string    `json:"certificate,omitempty"`
+	Chain            []string  `json:"chain,omitempty"`
+	PrivateKey       string    `json:"private_key,omitempty"`
+	SerialNumber     string    `json:"serial_number,omitempty"`
+	NotBefore        time.Time `json:"not_before,omitzero"`
+	NotAfter         time.Time `json:"not_after,omitzero"`
+	IssuedAt         time.Time `json:"issued_at,omitzero"`
+	IssuedGeneration int64     `json:"issued_generation,omitempty"`
+	OrderURL         string    `json:"order_url,omitempty"`
+	CertURL          string    `json:"cert_url,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Current reports whether the stored certificate was issued for the current specification.
+func (c *CertEntry) Current() bool {
+	return c.Certificate != "" && c.IssuedGeneration == c.Generation
+}
+
+// LoadCert returns the certificate stored under name, or nil.
+func LoadCert(ctx context.Context, s logical.Storage, name string) (*CertEntry, error) {
+	var c CertEntry
+	ok, err := getEntry(ctx, s, CertPrefix+name, &c)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %q: %w", name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &c, nil
+}
+
+// StoreCert writes the certificate entry.
+func StoreCert(ctx context.Context, s logical.Storage, name string, c *CertEntry) error {
+	if err := putEntry(ctx, s, CertPrefix+name, c); err != nil {
+		return fmt.Errorf("store certificate %q: %w", name, err)
+	}
+	return nil
+}
+
+// CertLocks guard read-modify-write of certificate entries; the backend's issuance workers take
+// the same lock (via CertLock) before storing a result.
+var certLocks = locksutil.CreateLocks()
+
+// CertLock returns the lock of the certificate named name.
+func CertLock(name string) *locksutil.LockEntry { return locksutil.LockForKey(certLocks, name) }
+
+var certFields = map[string]*framework.FieldSchema{
+	"name":    {Type: framework.TypeString, Required: true, Description: "Name of the certificate; may contain / (tenant prefixes such as team-a/www)."},
+	"role":    {Type: framework.TypeString, Description: "Role the certificate is issued under."},
+	"domains": {Type: framework.TypeCommaStringSlice, Description: "DNS names of the certificate; the first is the subject. Up to 100."},
+	"key_type": {Type: framework.TypeString, AllowedValues: anySlice(acme.KeyTypes()),
+		Description: "Certificate key type: " + strings.Join(acme.KeyTypes(), ", ") + ". Default: the role's."},
+	"wait": {Type: framework.TypeDurationSecond, Description: "How long the request waits for issuance before answering 202 pending (default 30s, at most 60s; 0 answers at once)."},
+
+	"certificate":      {Type: framework.TypeString, Description: "The certificate (PEM)."},
+	"private_key":      {Type: framework.TypeString, Description: "The certificate's private key (PEM).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	"private_key_type": {Type: framework.TypeString, Description: "ec or rsa."},
+	"issuing_ca":       {Type: framework.TypeString, Description: "The certificate's issuer (PEM)."},
+	"ca_chain":         {Type: framework.TypeStringSlice, Description: "The issuer chain, issuer first (PEM each)."},
+	"serial_number":    {Type: framework.TypeString, Description: "Serial number, colon-separated hex."},
+	"expiration":       {Type: framework.TypeInt64, Description: "Expiry as unix seconds."},
+	"not_before":       {Type: framework.TypeTime, Description: "Start of validity."},
+	"not_after":        {Type: framework.TypeTime, Description: "End of validity."},
+	"issued_at":        {Type: framework.TypeTime, Description: "When the current certificate was stored."},
+	"status":           {Type: framework.TypeString, Description: "pending, valid or failed."},
+	"last_error":       {Type: framework.TypeString, Description: "Why the last attempt failed, if it did."},
+	"next_attempt_at":  {Type: framework.TypeTime, Description: "After a failure, when the next attempt may start."},
+}
+
+var certReadFields = fieldsOf(certFields, "certificate", "private_key", "private_key_type", "issuing_ca", "ca_chain",
+	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "role", "key_type", "status", "last_error", "next_attempt_at")
+
+var certWriteFields = fieldsOf(certFields, "role", "domains", "key_type", "status", "last_error", "serial_number", "expiration", "not_after")
+
+func certPaths(e Engine) []*framework.Path {
+	h := &certHandler{engine: e}
+	return []*framework.Path{
+		{
+			Pattern:      CertPrefix + "(?P<prefix>(.+/)?)$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificates"},
+			Fields:       map[string]*framework.FieldSchema{"prefix": {Type: framework.TypeString, Description: "Folder of certificate names to list, ending in /."}},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: h.list, Summary: "List certificates (one folder level at a time).",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
+			},
+			HelpSynopsis:    pathCertsListHelpSyn,
+			HelpDescription: pathCertsListHelpDesc,
+		},
+		{
+			Pattern:        CertPrefix + "(?P<name>.*[^/])$",
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
+			Fields:         certFields,
+			ExistenceCheck: existence(CertPrefix),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Declare a certificate and issue it.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: certWriteResponses},
+				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Change a certificate; reissues when its names or key type change.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: certWriteResponses},
+				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read the current certificate, its key and chain.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: certReadFields}}}},
+				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete a certificate from Vault.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: noContent},
+			},
+			HelpSynopsis:    pathCertsHelpSyn,
+			HelpDescription: pathCertsHelpDesc,
+		},
+	}
+}
+
+var certWriteResponses = map[int][]framework.Response{
+	http.StatusOK:       {{Description: "Issued within the wait.", Fields: certWriteFields}},
+	http.StatusAccepted: {{Description: "Issuance continues in the background; read the certificate later.", Fields: certWriteFields}},
+}
+
+type certHandler struct {
+	engine Engine
+}
+
+func (h *certHandler) list(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	keys, err := req.Storage.List(ctx, CertPrefix+d.Get("prefix").(string))
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(keys), nil
+}
+
+func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := ValidateCertName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	wait, msg := waitField(d, defaultWriteWait)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+
+	lock := CertLock(name)
+	lock.Lock()
+	existing, err := LoadCert(ctx, req.Storage, name)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	spec, msg, err := certSpec(ctx, req.Storage, name, d, existing)
+	if err != nil || msg != "" {
+		lock.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return logical.ErrorResponse(msg), nil
+	}
+	entry, changed := applyCertSpec(existing, spec, time.Now().UTC())
+	if changed {
+		if err := StoreCert(ctx, req.Storage, name, entry); err != nil {
+			lock.Unlock()
+			return nil, err
+		}
+	}
+	lock.Unlock()
+	if changed {
+		h.engine.CertificateChanged(name)
+	}
+
+	if !entry.Current() {
+		if entry, err = h.engine.EnsureCertificate(ctx, name, wait); err != nil {
+			return nil, err
+		}
+		if entry == nil {
+			return nil, fmt.Errorf("certificate %q was deleted while it was being issued", name)
+		}
+	}
+	resp := &logical.Response{Data: certWriteResponse(entry)}
+	if !entry.Current() {
+		if entry.Status == StatusPending {
+			resp.AddWarning(fmt.Sprintf("issuance continues in the background: read certs/%s for the certificate", name))
+		}
+		return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
+	}
+	return resp, nil
+}
+
+// waitField reads the "wait" field, bounded by maxWait.
+func waitField(d *framework.FieldData, def time.Duration) (time.Duration, string) {
+	raw, ok := d.GetOk("wait")
+	if !ok {
+		return def, ""
+	}
+	w := time.Duration(raw.(int)) * time.Second
+	if w < 0 || w > maxWait {
+		return 0, fmt.Sprintf("wait must be between 0s and %s", maxWait)
+	}
+	return w, ""
+}
+
+// certSpec validates the requested specification against the role. Unset fields keep the
+// existing entry's values.
+func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *CertEntry) (*CertEntry, string, error) {
+	spec := &CertEntry{}
+	if existing != nil {
+		spec.Role, spec.Domains, spec.KeyType = existing.Role, existing.Domains, existing.KeyType
+	}
+	if v, ok := d.GetOk("role"); ok {
+		spec.Role = strings.TrimSpace(v.(string))
+	}
+	if spec.Role == "" {
+		return nil, "role is required: give the role to issue under (roles/<name>)", nil
+	}
+	role, err := LoadRole(ctx, s, spec.Role)
+	if err != nil {
+		return nil, "", err
+	}
+	if role == nil {
+		return nil, fmt.Sprintf("role %q does not exist: name an existing role", spec.Role), nil
+	}
+	if !role.AllowsCertName(name) {
+		return nil, fmt.Sprintf("role %q may not be used for certificate %q: its allowed_cert_names do not match this name", spec.Role, name), nil
+	}
+	if v, ok := d.GetOk("domains"); ok || existing == nil {
+		var raw []string
+		if ok {
+			raw = v.([]string)
+		}
+		domains, err := CanonicalDomains(raw)
+		if err != nil {
+			return nil, err.Error(), nil
+		}
+		spec.Domains = domains
+	}
+	for _, dn := range spec.Domains {
+		if !role.AllowsDomain(dn) {
+			return nil, fmt.Sprintf("role %q does not allow %q: ask for names the role allows", spec.Role, dn), nil
+		}
+	}
+	if v, ok := d.GetOk("key_type"); ok && v.(string) != "" {
+		kt, err := acme.ParseKeyType(v.(string))
+		if err != nil {
+			return nil, "key_type: " + strings.TrimPrefix(err.Error(), "acme: "), nil
+		}
+		spec.KeyType = string(kt)
+	} else if existing == nil || d.Get("role").(string) != "" && spec.Role != existing.Role {
+		spec.KeyType = role.KeyType
+	}
+	if spec.KeyType == "" {
+		spec.KeyType = string(acme.DefaultKeyType)
+	}
+	return spec, "", nil
+}
+
+// applyCertSpec merges spec into existing (or a new entry) and reports whether anything must be
+// stored. A changed specification starts a new generation; writing a failed certificate again
+// asks for an attempt now.
+func applyCertSpec(existing, spec *CertEntry, now time.Time) (*CertEntry, bool) {
+	if existing == nil {
+		spec.Generation, spec.Status, spec.CreatedAt, spec.UpdatedAt = 1, StatusPending, now, now
+		return spec, true
+	}
+	e := *existing
+	if e.Role == spec.Role && slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType {
+		if e.Status == StatusFailed && !e.Current() {
+			e.NextAttemptAt, e.UpdatedAt = time.Time{}, now
+			return &e, true
+		}
+		return &e, false
+	}
+	e.Role, e.Domains, e.KeyType = spec.Role, spec.Domains, spec.KeyType
+	e.Generation++
+	e.Status, e.LastError, e.Attempts, e.NextAttemptAt, e.UpdatedAt = StatusPending, "", 0, time.Time{}, now
+	return &e, true
+}
+
+func certWriteResponse(c *CertEntry) map[string]any {
+	data := map[string]any{
+		"role":       c.Role,
+		"domains":    c.Domains,
+		"key_type":   c.KeyType,
+		"status":     c.Status,
+		"last_error": c.LastError,
+	}
+	if c.Certificate != "" {
+		data["serial_number"] = c.SerialNumber
+		data["expiration"] = c.NotAfter.Unix()
+		data["not_after"] = c.NotAfter
+	}
+	return data
+}
+
+func (h *certHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	c, err := LoadCert(ctx, req.Storage, name)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	if !c.Current() {
+		if !h.engine.WriteSafe() {
+			// A performance standby cannot issue: let Vault forward the request to the active node.
+			if c.Certificate == "" {
+				return nil, logical.ErrReadOnly
+			}
+		} else {
+			wait := time.Duration(0)
+			if c.Certificate == "" {
+				wait = defaultReadWait
+			}
+			if c, err = h.engine.EnsureCertificate(ctx, name, wait); err != nil || c == nil {
+				return nil, err
+			}
+		}
+	}
+	if c.Certificate == "" {
+		return nil, notIssuedError(name, c)
+	}
+	return &logical.Response{Data: certReadResponse(c)}, nil
+}
+
+// notIssuedError is the retryable error of a read that finds no certificate yet.
+func notIssuedError(name string, c *CertEntry) error {
+	if c.Status == StatusFailed {
+		msg := fmt.Sprintf("certificate %q is not issued: the last attempt failed: %s", name, c.LastError)
+		if !c.NextAttemptAt.IsZero() {
+			msg += fmt.Sprintf("; the next attempt starts at %s, or write certs/%s again to retry now", c.NextAttemptAt.Format(time.RFC3339), name)
+		}
+		return logical.CodedError(http.StatusServiceUnavailable, msg)
+	}
+	return logical.CodedError(http.StatusServiceUnavailable,
+		fmt.Sprintf("certificate %q is not issued yet (status %s): issuance is in progress, retry in a few seconds", name, c.Status))
+}
+
+func certReadResponse(c *CertEntry) map[string]any {
+	issuing := ""
+	if len(c.Chain) > 0 {
+		issuing = c.Chain[0]
+	}
+	chain := c.Chain
+	if chain == nil {
+		chain = []string{}
+	}
+	kt, _ := acme.ParseKeyType(c.KeyType)
+	data := map[string]any{
+		"certificate":      c.Certificate,
+		"private_key":      c.PrivateKey,
+		"private_key_type": kt.Family(),
+		"issuing_ca":       issuing,
+		"ca_chain":         chain,
+		"serial_number":    c.SerialNumber,
+		"expiration":       c.NotAfter.Unix(),
+		"not_before":       c.NotBefore,
+		"not_after":        c.NotAfter,
+		"issued_at":        c.IssuedAt,
+		"domains":          c.Domains,
+		"role":             c.Role,
+		"key_type":         c.KeyType,
+		"status":           c.Status,
+		"last_error":       c.LastError,
+	}
+	if !c.NextAttemptAt.IsZero() {
+		data["next_attempt_at"] = c.NextAttemptAt
+	}
+	return data
+}
+
+func (h *certHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	lock := CertLock(name)
+	lock.Lock()
+	err := req.Storage.Delete(ctx, CertPrefix+name)
+	lock.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("delete certificate %q: %w", name, err)
+	}
+	h.engine.CertificateChanged(name)
+	return nil, nil
+}
+
+const (
+	pathCertsListHelpSyn  = "List certificates."
+	pathCertsListHelpDesc = "Lists certificate names one folder at a time: certs/ lists team-a/, certs/team-a/ lists the names under it."
+	pathCertsHelpSyn      = "Declare, read and delete a certificate issued through ACME."
+	pathCertsHelpDesc     = `A named certificate. Writing role and domains validates every name against the role, stores the
+certificate's specification and starts issuance in the background (ACME order, DNS-01 through the role's
+DNS configuration). The write waits up to wait (default 30s) and answers 200 with the certificate's
+status when it was issued, or 202 pending while the work continues. Writing the same thing again orders
+nothing. Reading returns certificate, private_key, issuing_ca and ca_chain shaped like Vault PKI's output,
+plus serial_number, expiration, not_before, not_after and status. A read of a certificate with none
+issued yet starts issuance when none is in flight and waits a bounded time; it never returns an empty
+certificate but fails with a retryable 503 instead.`
+)

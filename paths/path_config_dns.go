@@ -1,0 +1,334 @@
+package paths
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+)
+
+// DNSConfigPrefix is where DNS-01 solver configurations live. Seal-wrapped: entries hold DNS
+// provider credentials.
+const DNSConfigPrefix = "config/dns/"
+
+// Defaults and bounds of a DNS configuration's timing.
+const (
+	defaultPropagationTimeout = 2 * time.Minute
+	maxPropagationTimeout     = 30 * time.Minute
+	defaultPollingInterval    = 500 * time.Millisecond
+	minPollingInterval        = 50 * time.Millisecond
+	maxPollingInterval        = time.Minute
+)
+
+// DNSConfigEntry is a DNS-01 solver configuration as stored.
+type DNSConfigEntry struct {
+	Provider string `json:"provider"`
+	// Credentials are passed to the provider's isolated process under these names. Never returned.
+	Credentials        map[string]string `json:"credentials,omitempty"`
+	Zones              []string          `json:"zones,omitempty"`
+	Resolvers          []string          `json:"resolvers,omitempty"`
+	PropagationTimeout time.Duration     `json:"propagation_timeout"`
+	PollingInterval    time.Duration     `json:"polling_interval"`
+	TTL                int               `json:"ttl,omitempty"`
+}
+
+// SolverConfig returns the configuration in the form the solvers package takes.
+func (c *DNSConfigEntry) SolverConfig() solvers.DNSConfig {
+	return solvers.DNSConfig{
+		Provider: c.Provider, Credentials: maps.Clone(c.Credentials), Resolvers: slices.Clone(c.Resolvers),
+		PropagationTimeout: c.PropagationTimeout, PollingInterval: c.PollingInterval, TTL: c.TTL,
+	}
+}
+
+// Covers reports whether domain (canonical, possibly a wildcard) lies in one of the configuration's
+// zones. A configuration without zones covers every name.
+func (c *DNSConfigEntry) Covers(domain string) bool {
+	if len(c.Zones) == 0 {
+		return true
+	}
+	domain = strings.TrimPrefix(domain, "*.")
+	for _, z := range c.Zones {
+		if domain == z || strings.HasSuffix(domain, "."+z) {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadDNSConfig returns the DNS configuration stored under name, or nil.
+func LoadDNSConfig(ctx context.Context, s logical.Storage, name string) (*DNSConfigEntry, error) {
+	var c DNSConfigEntry
+	ok, err := getEntry(ctx, s, DNSConfigPrefix+name, &c)
+	if err != nil {
+		return nil, fmt.Errorf("load DNS configuration %q: %w", name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &c, nil
+}
+
+var dnsConfigFields = map[string]*framework.FieldSchema{
+	"name":     {Type: framework.TypeString, Required: true, Description: "Name of the DNS configuration."},
+	"provider": {Type: framework.TypeString, Description: "lego DNS provider name, e.g. rfc2136, cloudflare, route53, gcloud."},
+	"credentials": {Type: framework.TypeKVPairs, Description: "Provider settings and secrets as key=value pairs under lego's documented variable names (e.g. CLOUDFLARE_DNS_API_TOKEN). Write-only; a write that gives credentials replaces all of them.",
+		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	"credential_keys":     {Type: framework.TypeStringSlice, Description: "Names of the credentials that are set (values are never returned)."},
+	"zones":               {Type: framework.TypeCommaStringSlice, Description: "DNS zones this configuration may answer challenges for. Empty: any."},
+	"resolvers":           {Type: framework.TypeCommaStringSlice, Description: "DNS servers (ip or ip:port) used to check that records have propagated and for the provider's zone lookups."},
+	"propagation_timeout": {Type: framework.TypeDurationSecond, Default: int(defaultPropagationTimeout.Seconds()), Description: "How long to wait for a record to be visible at the resolvers."},
+	"polling_interval":    {Type: framework.TypeString, Default: defaultPollingInterval.String(), Description: "First interval between propagation checks (Go duration, e.g. 500ms); grows up to 5s."},
+	"ttl":                 {Type: framework.TypeInt, Description: "TTL of challenge records in seconds, when the credentials do not set the provider's own *_TTL. 0: the provider's default."},
+}
+
+var dnsConfigReadFields = fieldsOf(dnsConfigFields, "provider", "credential_keys", "zones", "resolvers", "propagation_timeout", "polling_interval", "ttl")
+
+func dnsConfigPaths(e Engine) []*framework.Path {
+	h := &dnsConfigHandler{engine: e, locks: locksutil.CreateLocks()}
+	return []*framework.Path{
+		{
+			Pattern:      DNSConfigPrefix + "?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "dns-configs"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: listEntries(DNSConfigPrefix), Summary: "List DNS-01 configurations.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
+			},
+			HelpSynopsis:    pathDNSConfigListHelpSyn,
+			HelpDescription: pathDNSConfigListHelpDesc,
+		},
+		{
+			Pattern:        DNSConfigPrefix + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "dns-config"},
+			Fields:         dnsConfigFields,
+			ExistenceCheck: existence(DNSConfigPrefix),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Create a DNS-01 configuration.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: dnsConfigReadFields}}}},
+				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Update a DNS-01 configuration.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: dnsConfigReadFields}}}},
+				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read a DNS-01 configuration (credential names only).",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: dnsConfigReadFields}}}},
+				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete a DNS-01 configuration.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: noContent},
+			},
+			HelpSynopsis:    pathDNSConfigHelpSyn,
+			HelpDescription: pathDNSConfigHelpDesc,
+		},
+	}
+}
+
+type dnsConfigHandler struct {
+	engine Engine
+	locks  []*locksutil.LockEntry
+}
+
+func (h *dnsConfigHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	c, err := LoadDNSConfig(ctx, req.Storage, d.Get("name").(string))
+	if err != nil || c == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: dnsConfigResponse(c)}, nil
+}
+
+func dnsConfigResponse(c *DNSConfigEntry) map[string]any {
+	keys := slices.Sorted(maps.Keys(c.Credentials))
+	if keys == nil {
+		keys = []string{}
+	}
+	return map[string]any{
+		"provider":            c.Provider,
+		"credential_keys":     keys,
+		"zones":               nonNil(c.Zones),
+		"resolvers":           nonNil(c.Resolvers),
+		"propagation_timeout": int64(c.PropagationTimeout.Seconds()),
+		"polling_interval":    c.PollingInterval.String(),
+		"ttl":                 c.TTL,
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (h *dnsConfigHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := ValidateEntryName("DNS configuration", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	lock := locksutil.LockForKey(h.locks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	existing, err := LoadDNSConfig(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	c := &DNSConfigEntry{PropagationTimeout: defaultPropagationTimeout, PollingInterval: defaultPollingInterval}
+	if existing != nil {
+		c = existing
+	}
+	if msg := applyDNSConfigFields(c, d, existing == nil); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if err := h.engine.CheckDNSConfig(ctx, c.SolverConfig()); err != nil {
+		var ce *solvers.ConfigError
+		if errors.As(err, &ce) {
+			return logical.ErrorResponse("DNS configuration %q cannot work: %v", name, err), nil
+		}
+		return nil, fmt.Errorf("check DNS configuration %q: %w", name, err)
+	}
+	if err := putEntry(ctx, req.Storage, DNSConfigPrefix+name, c); err != nil {
+		return nil, fmt.Errorf("store DNS configuration %q: %w", name, err)
+	}
+	h.engine.DNSConfigChanged(name)
+	return &logical.Response{Data: dnsConfigResponse(c)}, nil
+}
+
+// applyDNSConfigFields copies the request's fields into c and validates them. It returns a message
+// for the caller when a field is unusable.
+func applyDNSConfigFields(c *DNSConfigEntry, d *framework.FieldData, create bool) string {
+	if p, ok := d.GetOk("provider"); ok {
+		c.Provider = strings.ToLower(strings.TrimSpace(p.(string)))
+	}
+	if c.Provider == "" {
+		return "provider is required: give a lego DNS provider name such as rfc2136, cloudflare or route53"
+	}
+	if raw, ok := d.GetOk("credentials"); ok || create {
+		creds := map[string]string{}
+		if ok {
+			creds = raw.(map[string]string)
+		}
+		for k := range creds {
+			if err := solvers.ValidateCredentialKey(k); err != nil {
+				return "credentials: " + err.Error()
+			}
+		}
+		c.Credentials = creds
+	}
+	if raw, ok := d.GetOk("zones"); ok {
+		zones, msg := parseZones(raw.([]string))
+		if msg != "" {
+			return msg
+		}
+		c.Zones = zones
+	}
+	if raw, ok := d.GetOk("resolvers"); ok {
+		rs, msg := parseResolvers(raw.([]string))
+		if msg != "" {
+			return msg
+		}
+		c.Resolvers = rs
+	}
+	if raw, ok := d.GetOk("propagation_timeout"); ok {
+		t := time.Duration(raw.(int)) * time.Second
+		if t <= 0 || t > maxPropagationTimeout {
+			return fmt.Sprintf("propagation_timeout must be between 1s and %s", maxPropagationTimeout)
+		}
+		c.PropagationTimeout = t
+	}
+	if raw, ok := d.GetOk("polling_interval"); ok {
+		t, err := time.ParseDuration(strings.TrimSpace(raw.(string)))
+		if err != nil || t < minPollingInterval || t > maxPollingInterval {
+			return fmt.Sprintf("polling_interval %q must be a duration between %s and %s, e.g. 500ms", raw, minPollingInterval, maxPollingInterval)
+		}
+		c.PollingInterval = t
+	}
+	if raw, ok := d.GetOk("ttl"); ok {
+		ttl := raw.(int)
+		if ttl < 0 || ttl > 86400 {
+			return "ttl must be between 0 and 86400 seconds"
+		}
+		c.TTL = ttl
+	}
+	return ""
+}
+
+func parseZones(in []string) ([]string, string) {
+	var out []string
+	for _, z := range in {
+		if strings.TrimSpace(z) == "" {
+			continue
+		}
+		cz, err := CanonicalDomain(z)
+		if err != nil || strings.HasPrefix(cz, "*.") {
+			if err == nil {
+				err = errors.New("a zone cannot be a wildcard")
+			}
+			return nil, fmt.Sprintf("zones: %v", err)
+		}
+		out = append(out, cz)
+	}
+	return out, ""
+}
+
+// parseResolvers accepts "ip" or "ip:port" (IPv6 in brackets with a port) and adds port 53.
+func parseResolvers(in []string) ([]string, string) {
+	var out []string
+	for _, r := range in {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(r); err == nil {
+			out = append(out, ap.String())
+			continue
+		}
+		if a, err := netip.ParseAddr(r); err == nil {
+			out = append(out, net.JoinHostPort(a.String(), "53"))
+			continue
+		}
+		return nil, fmt.Sprintf("resolvers: %q is not an IP address with an optional port, e.g. 192.0.2.53 or 192.0.2.53:5353", r)
+	}
+	return out, ""
+}
+
+func (h *dnsConfigHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	users, err := rolesUsing(ctx, req.Storage, func(r *RoleEntry) bool { return r.DNS == name })
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return logical.ErrorResponse("DNS configuration %q is used by role(s) %s: change or delete them first", name, strings.Join(users, ", ")), nil
+	}
+	if err := req.Storage.Delete(ctx, DNSConfigPrefix+name); err != nil {
+		return nil, fmt.Errorf("delete DNS configuration %q: %w", name, err)
+	}
+	h.engine.DNSConfigChanged(name)
+	return nil, nil
+}
+
+const (
+	pathDNSConfigListHelpSyn  = "List the DNS-01 configurations."
+	pathDNSConfigListHelpDesc = "Lists the names of the DNS-01 solver configurations."
+	pathDNSConfigHelpSyn      = "Configure a DNS-01 solver: a lego DNS provider and its credentials."
+	pathDNSConfigHelpDesc     = `A DNS-01 solver configuration. provider is any lego DNS provider by its lego name; credentials are
+key=value pairs under lego's documented variable names for that provider. The provider runs in a child
+process of the plugin that sees only these credentials (never Vault's environment), so tenants'
+configurations cannot see each other's secrets and never fall back to the host's own credentials.
+Names ending in _FILE are refused. The configuration is checked on write: an unknown provider or a
+missing credential is reported at once.
+
+Reads list credential_keys, never the values. resolvers are the DNS servers that must see the challenge
+record before the CA is asked to validate (and that the provider uses for zone lookups); without them,
+the zone's authoritative servers are asked. zones limit which names this configuration may serve.`
+)

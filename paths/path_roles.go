@@ -1,0 +1,330 @@
+package paths
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+)
+
+// RolePrefix is where roles live. Not seal-wrapped: roles hold no secrets.
+const RolePrefix = "roles/"
+
+// RoleEntry says what certificates issued under the role may be.
+type RoleEntry struct {
+	Account                   string   `json:"account"`
+	DNS                       string   `json:"dns"`
+	AllowedDomains            []string `json:"allowed_domains"`
+	AllowBareDomains          bool     `json:"allow_bare_domains"`
+	AllowSubdomains           bool     `json:"allow_subdomains"`
+	AllowWildcardCertificates bool     `json:"allow_wildcard_certificates"`
+	AllowedCertNames          []string `json:"allowed_cert_names"`
+	KeyType                   string   `json:"key_type"`
+}
+
+// AllowsDomain reports whether the canonical name d may appear on a certificate of this role.
+// A wildcard *.X is allowed when wildcards are and every name it covers (a label under X) would be.
+func (r *RoleEntry) AllowsDomain(d string) bool {
+	if rest, ok := strings.CutPrefix(d, "*."); ok {
+		return r.AllowWildcardCertificates && r.allowsName("x."+rest)
+	}
+	return r.allowsName(d)
+}
+
+func (r *RoleEntry) allowsName(d string) bool {
+	for _, base := range r.AllowedDomains {
+		if d == base && r.AllowBareDomains {
+			return true
+		}
+		if r.AllowSubdomains && strings.HasSuffix(d, "."+base) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsCertName reports whether a certificate named name may use this role. Patterns are exact
+// names, or end in "*" to match every name with that prefix (as in Vault policies).
+func (r *RoleEntry) AllowsCertName(name string) bool {
+	for _, p := range r.AllowedCertNames {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if name == p {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadRole returns the role stored under name, or nil.
+func LoadRole(ctx context.Context, s logical.Storage, name string) (*RoleEntry, error) {
+	var r RoleEntry
+	ok, err := getEntry(ctx, s, RolePrefix+name, &r)
+	if err != nil {
+		return nil, fmt.Errorf("load role %q: %w", name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &r, nil
+}
+
+// rolesUsing returns the names of the roles for which match is true.
+func rolesUsing(ctx context.Context, s logical.Storage, match func(*RoleEntry) bool) ([]string, error) {
+	names, err := s.List(ctx, RolePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list roles: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		r, err := LoadRole(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && match(r) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+var roleFields = map[string]*framework.FieldSchema{
+	"name":                        {Type: framework.TypeString, Required: true, Description: "Name of the role."},
+	"account":                     {Type: framework.TypeString, Description: "ACME account (accounts/<name>) that orders certificates of this role."},
+	"dns":                         {Type: framework.TypeString, Description: "DNS-01 configuration (config/dns/<name>) that answers the challenges."},
+	"allowed_domains":             {Type: framework.TypeCommaStringSlice, Description: "Base domains the role may issue for."},
+	"allow_bare_domains":          {Type: framework.TypeBool, Description: "Allow the allowed_domains themselves (example.com)."},
+	"allow_subdomains":            {Type: framework.TypeBool, Description: "Allow names under the allowed_domains, at any depth (www.example.com)."},
+	"allow_wildcard_certificates": {Type: framework.TypeBool, Description: "Allow wildcard names (*.example.com) whose covered names the role allows."},
+	"allowed_cert_names":          {Type: framework.TypeCommaStringSlice, Description: "Certificate names (certs/<name>) that may use the role: exact names, or prefixes ending in * such as team-a/*. Use * for any."},
+	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
+}
+
+var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type")
+
+func rolePaths(e Engine) []*framework.Path {
+	h := &roleHandler{engine: e, locks: locksutil.CreateLocks()}
+	return []*framework.Path{
+		{
+			Pattern:      RolePrefix + "?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: listEntries(RolePrefix), Summary: "List roles.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
+			},
+			HelpSynopsis:    pathRolesListHelpSyn,
+			HelpDescription: pathRolesListHelpDesc,
+		},
+		{
+			Pattern:        RolePrefix + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
+			Fields:         roleFields,
+			ExistenceCheck: existence(RolePrefix),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Create a role.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: roleReadFields}}}},
+				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Update a role.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: roleReadFields}}}},
+				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read a role.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: roleReadFields}}}},
+				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete a role.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: noContent},
+			},
+			HelpSynopsis:    pathRolesHelpSyn,
+			HelpDescription: pathRolesHelpDesc,
+		},
+	}
+}
+
+type roleHandler struct {
+	engine Engine
+	locks  []*locksutil.LockEntry
+}
+
+func (h *roleHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	r, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: roleResponse(r)}, nil
+}
+
+func roleResponse(r *RoleEntry) map[string]any {
+	return map[string]any{
+		"account":                     r.Account,
+		"dns":                         r.DNS,
+		"allowed_domains":             nonNil(r.AllowedDomains),
+		"allow_bare_domains":          r.AllowBareDomains,
+		"allow_subdomains":            r.AllowSubdomains,
+		"allow_wildcard_certificates": r.AllowWildcardCertificates,
+		"allowed_cert_names":          nonNil(r.AllowedCertNames),
+		"key_type":                    r.KeyType,
+	}
+}
+
+func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := ValidateEntryName("role", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	lock := locksutil.LockForKey(h.locks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	r, err := LoadRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		r = &RoleEntry{KeyType: string(acme.DefaultKeyType)}
+	}
+	if msg := applyRoleFields(r, d); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if msg, err := checkRoleReferences(ctx, req.Storage, r); err != nil || msg != "" {
+		if err != nil {
+			return nil, err
+		}
+		return logical.ErrorResponse(msg), nil
+	}
+	if err := putEntry(ctx, req.Storage, RolePrefix+name, r); err != nil {
+		return nil, fmt.Errorf("store role %q: %w", name, err)
+	}
+	return &logical.Response{Data: roleResponse(r)}, nil
+}
+
+// applyRoleFields copies the request's fields into r and validates them.
+func applyRoleFields(r *RoleEntry, d *framework.FieldData) string {
+	if v, ok := d.GetOk("account"); ok {
+		r.Account = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk("dns"); ok {
+		r.DNS = strings.TrimSpace(v.(string))
+	}
+	for field, dst := range map[string]*bool{"allow_bare_domains": &r.AllowBareDomains, "allow_subdomains": &r.AllowSubdomains,
+		"allow_wildcard_certificates": &r.AllowWildcardCertificates} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(bool)
+		}
+	}
+	if v, ok := d.GetOk("allowed_domains"); ok {
+		zones, msg := parseZones(v.([]string))
+		if msg != "" {
+			return "allowed_domains" + strings.TrimPrefix(msg, "zones")
+		}
+		r.AllowedDomains = zones
+	}
+	if v, ok := d.GetOk("allowed_cert_names"); ok {
+		var pats []string
+		for _, p := range v.([]string) {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if err := validateCertNamePattern(p); err != nil {
+				return "allowed_cert_names: " + err.Error()
+			}
+			pats = append(pats, p)
+		}
+		r.AllowedCertNames = pats
+	}
+	if v, ok := d.GetOk("key_type"); ok {
+		kt, err := acme.ParseKeyType(v.(string))
+		if err != nil {
+			return "key_type: " + strings.TrimPrefix(err.Error(), "acme: ")
+		}
+		r.KeyType = string(kt)
+	}
+	switch {
+	case r.Account == "":
+		return "account is required: give the name of an ACME account (accounts/<name>)"
+	case r.DNS == "":
+		return "dns is required: give the name of a DNS-01 configuration (config/dns/<name>)"
+	case len(r.AllowedDomains) == 0:
+		return "allowed_domains is required: give the base domains this role may issue for, e.g. allowed_domains=example.com"
+	case !r.AllowBareDomains && !r.AllowSubdomains:
+		return "the role allows no names: set allow_bare_domains=true (example.com itself) and/or allow_subdomains=true (names under it)"
+	case len(r.AllowedCertNames) == 0:
+		return "allowed_cert_names is required: give the certificate names that may use this role, e.g. team-a/* (or * for any)"
+	}
+	return ""
+}
+
+// validateCertNamePattern accepts "*", an exact certificate name, or a prefix ending in "*".
+func validateCertNamePattern(p string) error {
+	if p == "*" {
+		return nil
+	}
+	prefix, glob := strings.CutSuffix(p, "*")
+	if strings.Contains(prefix, "*") {
+		return fmt.Errorf("pattern %q may only have * at its end", p)
+	}
+	if glob {
+		prefix = strings.TrimSuffix(prefix, "/")
+		if prefix == "" {
+			return nil
+		}
+		prefix += "x" // a prefix may end mid-segment ("team-*"); check it as a name
+	}
+	if err := ValidateCertName(prefix); err != nil {
+		return fmt.Errorf("pattern %q: %v", p, err)
+	}
+	return nil
+}
+
+// checkRoleReferences checks that the role's account and DNS configuration exist and that the DNS
+// configuration's zones cover the role's domains.
+func checkRoleReferences(ctx context.Context, s logical.Storage, r *RoleEntry) (string, error) {
+	acct, err := LoadAccount(ctx, s, r.Account)
+	if err != nil {
+		return "", err
+	}
+	if acct == nil {
+		return fmt.Sprintf("account %q does not exist: create accounts/%s first or name another account", r.Account, r.Account), nil
+	}
+	dns, err := LoadDNSConfig(ctx, s, r.DNS)
+	if err != nil {
+		return "", err
+	}
+	if dns == nil {
+		return fmt.Sprintf("DNS configuration %q does not exist: create config/dns/%s first or name another one", r.DNS, r.DNS), nil
+	}
+	for _, d := range r.AllowedDomains {
+		if !dns.Covers(d) {
+			return fmt.Sprintf("allowed domain %q is outside the zones of DNS configuration %q (%s)", d, r.DNS, strings.Join(dns.Zones, ", ")), nil
+		}
+	}
+	return "", nil
+}
+
+func (h *roleHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := req.Storage.Delete(ctx, RolePrefix+name); err != nil {
+		return nil, fmt.Errorf("delete role %q: %w", name, err)
+	}
+	return nil, nil
+}
+
+const (
+	pathRolesListHelpSyn  = "List the roles."
+	pathRolesListHelpDesc = "Lists the names of the roles."
+	pathRolesHelpSyn      = "Manage a role: which account, DNS configuration, domains and certificate names a certificate may use."
+	pathRolesHelpDesc     = `A role binds an ACME account and a DNS-01 configuration to the names certificates may carry and to
+the certificate names (certs/<name>) that may use it. Every name on a certificate is checked against the
+role before any order: allowed_domains are base domains; allow_bare_domains allows them as they are,
+allow_subdomains allows names under them, allow_wildcard_certificates allows *.X when X's subdomains are
+allowed. allowed_cert_names (required) confines the role to certificate names such as team-a/*, so a
+Vault policy on certs/team-a/* is all a tenant needs.`
+)
