@@ -7,6 +7,8 @@ package backend
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-uuid"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -39,6 +42,9 @@ type ACMEClient interface {
 	Register(ctx context.Context, reg acme.Registration) (url, status string, err error)
 	UpdateContact(ctx context.Context, contact []string) error
 	Obtain(ctx context.Context, req acme.OrderRequest, policy acme.PollPolicy) (*acme.Certificate, error)
+	SupportsRenewalInfo() bool
+	RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*acme.RenewalWindow, error)
+	Revoke(ctx context.Context, der []byte, reason uint) error
 	Close()
 }
 
@@ -74,9 +80,15 @@ type backend struct {
 	clientsMu sync.Mutex
 	clients   map[string]*cachedClient
 
-	jobsMu sync.Mutex
-	jobs   map[string]*job
-	slots  chan struct{}
+	jobsMu       sync.Mutex
+	jobs         map[string]*job
+	lastDispatch map[string]time.Time
+	slots        chan struct{}
+
+	sched *schedule
+	// instance identifies this backend object; WAL entries written by another instance (a
+	// previous plugin process) are rolled back at once.
+	instance string
 }
 
 // Factory is the plugin's logical.Factory.
@@ -91,14 +103,21 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 		logger = hclog.NewNullLogger()
 	}
 	b := &backend{
-		logger:  logger,
-		dial:    opts.Dial,
-		solvers: opts.Solvers,
-		poll:    opts.Poll,
-		storage: conf.StorageView,
-		clients: map[string]*cachedClient{},
-		jobs:    map[string]*job{},
+		logger:       logger,
+		dial:         opts.Dial,
+		solvers:      opts.Solvers,
+		poll:         opts.Poll,
+		storage:      conf.StorageView,
+		clients:      map[string]*cachedClient{},
+		jobs:         map[string]*job{},
+		lastDispatch: map[string]time.Time{},
+		sched:        newSchedule(),
 	}
+	id, err := uuid.GenerateUUID()
+	if err != nil {
+		return nil, err
+	}
+	b.instance = id
 	if b.dial == nil {
 		b.dial = func(a acme.Account, o acme.Options) (ACMEClient, error) { return acme.Dial(a, o) }
 	}
@@ -125,11 +144,16 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: SealWrapPrefixes(),
+			LocalStorage:    []string{framework.WALPrefix},
 		},
-		Paths:          paths.Paths(b),
-		Invalidate:     b.invalidate,
-		Clean:          b.clean,
-		RunningVersion: Version,
+		Paths:             paths.Paths(b),
+		InitializeFunc:    b.initialize,
+		PeriodicFunc:      b.periodic,
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
+		RunningVersion:    Version,
 	}
 	if err := b.Setup(ctx, conf); err != nil {
 		b.cancel()
@@ -143,6 +167,17 @@ func SealWrapPrefixes() []string {
 	return append(paths.SealWrapPrefixes(), OrderPrefix)
 }
 
+// initialize rebuilds the renewal schedule from storage and starts the scheduler. It runs when
+// the mount is set up or Vault is unsealed, on the active node.
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if err := b.loadSchedule(ctx, req.Storage); err != nil {
+		return fmt.Errorf("load the renewal schedule: %w", err)
+	}
+	b.wg.Add(1)
+	go b.runScheduler()
+	return nil
+}
+
 // invalidate drops cached state when another node changed storage (performance standbys).
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
@@ -150,6 +185,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.AccountChanged(strings.TrimPrefix(key, paths.AccountPrefix))
 	case strings.HasPrefix(key, paths.DNSConfigPrefix):
 		b.DNSConfigChanged(strings.TrimPrefix(key, paths.DNSConfigPrefix))
+	case strings.HasPrefix(key, paths.CertPrefix):
+		b.refresh(b.ctx, strings.TrimPrefix(key, paths.CertPrefix))
 	}
 }
 
@@ -175,3 +212,10 @@ func (b *backend) clean(_ context.Context) {
 
 // WriteSafe reports whether this node may write storage and talk to CAs.
 func (b *backend) WriteSafe() bool { return b.WriteSafeReplicationState() }
+
+// sendEvent publishes an event on Vault's event bus; a Vault without events is fine.
+func (b *backend) sendEvent(ctx context.Context, eventType string, metadata ...string) {
+	if err := logical.SendEvent(ctx, b, eventType, metadata...); err != nil && !errors.Is(err, framework.ErrNoEvents) {
+		b.logger.Debug("sending an event failed", "event", eventType, "error", err)
+	}
+}

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/hashicorp/go-hclog"
 	legolog "github.com/go-acme/lego/v4/log"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
@@ -113,4 +113,3 @@ func redirectLegoLog(logger hclog.Logger) {
 		legolog.Logger = logger.Named("lego").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
 	})
 }
-

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
@@ -46,6 +49,7 @@ func (b *backend) startJob(name string) *job {
 			b.jobsMu.Lock()
 			delete(b.jobs, name)
 			b.jobsMu.Unlock()
+			b.refresh(context.WithoutCancel(b.ctx), name)
 			close(j.done)
 		}()
 		select {
@@ -76,7 +80,7 @@ func (b *backend) EnsureCertificate(ctx context.Context, name string, wait time.
 		if err != nil || c == nil || c.Current() {
 			return c, err
 		}
-		if c.Status == paths.StatusFailed && time.Now().Before(c.NextAttemptAt) && !b.inFlight(name) {
+		if decide(c, time.Now()) == actNone && !b.inFlight(name) {
 			return c, nil
 		}
 		j := b.startJob(name)
@@ -100,8 +104,9 @@ func (b *backend) EnsureCertificate(ctx context.Context, name string, wait time.
 	}
 }
 
-// CertificateChanged is called after a certificate entry was written or deleted.
-func (b *backend) CertificateChanged(name string) {}
+// CertificateChanged is called after a certificate entry was written or deleted: the schedule
+// reloads it.
+func (b *backend) CertificateChanged(name string) { b.refresh(b.ctx, name) }
 
 // issuePlan is everything one attempt needs, loaded and checked.
 type issuePlan struct {
@@ -111,31 +116,58 @@ type issuePlan struct {
 	dns     *paths.DNSConfigEntry
 }
 
-// issue runs one attempt for the named certificate: check again that it needs issuing, resolve its
-// role, account and DNS configuration, order, and store the result or the failure.
+// Event types sent on Vault's event bus.
+const (
+	eventIssued  = "letsencrypt/certificate-issued"
+	eventRenewed = "letsencrypt/certificate-renewed"
+	eventFailed  = "letsencrypt/certificate-failed"
+)
+
+// issue runs one job for the named certificate: check again what it needs (issue, renew, fetch the
+// renewal window or nothing), resolve its role, account and DNS configuration, order, and store
+// the result or the failure.
 func (b *backend) issue(ctx context.Context, name string) error {
 	log := b.logger.Named("issue").With("cert", name)
-	plan, err := b.plan(ctx, name)
-	if err != nil || plan == nil {
-		if err != nil {
-			b.recordFailure(ctx, name, -1, err)
-		}
+	c, err := paths.LoadCert(ctx, b.storage, name)
+	if err != nil || c == nil {
 		return err
 	}
-	gen := plan.cert.Generation
-	start := time.Now()
-	issued, key, err := b.obtain(ctx, name, plan)
+	act := decide(c, time.Now())
+	if act == actNone {
+		return nil
+	}
+	p, err := b.plan(ctx, name, c)
 	if err != nil {
-		log.Warn("issuance failed", "error", err, "duration", time.Since(start).Round(time.Millisecond))
+		b.recordFailure(ctx, name, c.Generation, err)
+		return err
+	}
+	if act == actARI {
+		due, err := b.checkARI(ctx, name, p)
+		if err != nil || !due {
+			return err
+		}
+		act = actRenew
+	}
+	renewing := act == actRenew
+	gen := p.cert.Generation
+	start := time.Now()
+	issued, key, supportsARI, err := b.obtain(ctx, name, p, renewing)
+	if err != nil {
+		log.Warn("issuance failed", "renewal", renewing, "error", err, "duration", time.Since(start).Round(time.Millisecond))
 		b.recordFailure(ctx, name, gen, err)
 		return err
 	}
-	if err := b.storeIssued(ctx, name, gen, issued, key); err != nil {
+	if err := b.storeIssued(ctx, name, gen, issued, key, supportsARI); err != nil {
 		log.Error("storing the issued certificate failed", "error", err)
 		b.recordFailure(ctx, name, gen, err)
 		return err
 	}
-	log.Info("certificate issued", "domains", strings.Join(plan.cert.Domains, ","), "duration", time.Since(start).Round(time.Millisecond))
+	ev := eventIssued
+	if renewing {
+		ev = eventRenewed
+	}
+	b.sendEvent(ctx, ev, "cert", name)
+	log.Info("certificate stored", "renewal", renewing, "domains", strings.Join(p.cert.Domains, ","), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -143,13 +175,11 @@ func (b *backend) issue(ctx context.Context, name string) error {
 // allowed).
 var errPlan = errors.New("cannot issue")
 
-// plan loads and checks what an attempt needs. It returns nil, nil when nothing is to be done.
-func (b *backend) plan(ctx context.Context, name string) (*issuePlan, error) {
-	c, err := paths.LoadCert(ctx, b.storage, name)
-	if err != nil || c == nil || c.Current() {
-		return nil, err
-	}
+// plan loads and checks what an attempt for c needs: the role must still allow the certificate's
+// name and domains, and its account and DNS configuration must exist and cover the domains.
+func (b *backend) plan(ctx context.Context, name string, c *paths.CertEntry) (*issuePlan, error) {
 	p := &issuePlan{cert: c}
+	var err error
 	if p.role, err = paths.LoadRole(ctx, b.storage, c.Role); err != nil {
 		return nil, err
 	}
@@ -185,20 +215,21 @@ func (b *backend) plan(ctx context.Context, name string) (*issuePlan, error) {
 }
 
 // obtain orders the certificate, resuming a recorded order of the same generation if there is one.
-func (b *backend) obtain(ctx context.Context, name string, p *issuePlan) (*acme.Certificate, crypto.Signer, error) {
+// A renewal names the certificate it replaces (ARI) when the CA supports it.
+func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewing bool) (*acme.Certificate, crypto.Signer, bool, error) {
 	client, err := b.accountClient(p.role.Account, p.account)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	solver, err := b.solvers.Solver(ctx, p.role.DNS, p.dns.SolverConfig())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	gen := p.cert.Generation
 	var key crypto.Signer
 	resume := ""
 	if rec, err := loadOrder(ctx, b.storage, name); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	} else if rec != nil && rec.Generation == gen && slices.Equal(rec.Domains, p.cert.Domains) {
 		if k, err := acme.ParseKey(rec.PrivateKey); err == nil {
 			key, resume = k, rec.OrderURL
@@ -207,42 +238,51 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan) (*acme.
 	if key == nil {
 		kt, err := acme.ParseKeyType(p.cert.KeyType)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if key, err = kt.Generate(); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	keyPEM, err := acme.EncodeKey(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	csr, err := acme.CreateCSR(key, p.cert.Domains)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	cert, err := client.Obtain(ctx, acme.OrderRequest{
+	req := acme.OrderRequest{
 		Domains:        p.cert.Domains,
 		CSR:            csr,
+		Profile:        p.cert.Profile,
 		ResumeOrderURL: resume,
-		Solver:         solver,
+		Solver:         b.walSolver(name, p.role.DNS, solver),
 		OnOrder: func(orderURL string) error {
 			// Record the order before any challenge or finalization, so a crash resumes it.
 			return storeOrder(ctx, b.storage, name, &orderRecord{
 				OrderURL: orderURL, Generation: gen, PrivateKey: keyPEM, Domains: p.cert.Domains, CreatedAt: time.Now().UTC(),
 			})
 		},
-	}, b.poll)
-	if err != nil {
-		return nil, nil, err
 	}
-	return cert, key, nil
+	supportsARI := client.SupportsRenewalInfo()
+	if renewing && supportsARI && p.cert.Certificate != "" {
+		if leaf, err := leafOf(p.cert); err == nil {
+			req.ReplacesCertID, _ = acme.ARICertID(leaf)
+		}
+	}
+	cert, err := client.Obtain(ctx, req, b.poll)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return cert, key, supportsARI, nil
 }
 
-// storeIssued parses the CA's certificate, checks it against the key, and stores it, unless the
-// certificate was deleted or its specification changed meanwhile. The order record goes last: a
-// crash between the two writes leaves a record that the next attempt finds already served.
-func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issued *acme.Certificate, key crypto.Signer) error {
+// storeIssued parses the CA's certificate, checks it against the key, and stores it with its
+// renewal plan, unless the certificate was deleted or its specification changed meanwhile. The
+// order record goes last: a crash between the two writes leaves a record that the next attempt
+// finds already served (the entry is current), and it is then removed.
+func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issued *acme.Certificate, key crypto.Signer, supportsARI bool) error {
 	leaf, chain, err := parseIssued(issued)
 	if err != nil {
 		return err
@@ -266,6 +306,12 @@ func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issue
 		return deleteOrder(ctx, b.storage, name)
 	}
 	now := time.Now().UTC()
+	if c.Certificate != "" && c.IssuedGeneration == gen {
+		c.Renewals++
+		if !c.RenewAt.IsZero() && c.RenewAt.Before(plannedRenewal(c.NotBefore, c.NotAfter).Add(-c.NotAfter.Sub(c.NotBefore)/20)) {
+			c.LastEarlyRenewal = now
+		}
+	}
 	c.Certificate = string(issued.CertificatePEM)
 	c.Chain = chain
 	c.PrivateKey = keyPEM
@@ -274,21 +320,27 @@ func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issue
 	c.IssuedAt, c.IssuedGeneration = now, gen
 	c.OrderURL, c.CertURL = issued.OrderURL, issued.CertURL
 	c.Status, c.LastError, c.Attempts, c.NextAttemptAt, c.UpdatedAt = paths.StatusValid, "", 0, time.Time{}, now
+	c.ForceRenewal = false
+	c.RenewAt = jitteredRenewal(c.NotBefore, c.NotAfter)
+	c.ARIWindowStart, c.ARIWindowEnd, c.ARICheckAt = time.Time{}, time.Time{}, time.Time{}
+	if supportsARI {
+		life := c.NotAfter.Sub(c.NotBefore)
+		c.ARICheckAt = now.Add(min(ariInterval(0, life), time.Hour))
+	}
 	if err := paths.StoreCert(ctx, b.storage, name, c); err != nil {
 		return err
 	}
 	return deleteOrder(ctx, b.storage, name)
 }
 
-// recordFailure stores a failed attempt with its backoff. gen -1 means "whatever generation is
-// stored" (failures found before the attempt had one).
+// recordFailure stores a failed attempt with its backoff (the CA's Retry-After when longer).
 func (b *backend) recordFailure(ctx context.Context, name string, gen int64, cause error) {
 	ctx = context.WithoutCancel(ctx)
 	lock := paths.CertLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 	c, err := paths.LoadCert(ctx, b.storage, name)
-	if err != nil || c == nil || (gen >= 0 && c.Generation != gen) {
+	if err != nil || c == nil || c.Generation != gen {
 		return
 	}
 	now := time.Now().UTC()
@@ -297,11 +349,19 @@ func (b *backend) recordFailure(ctx context.Context, name string, gen int64, cau
 	if d, ok := acme.RetryAfter(cause); ok && d > delay {
 		delay = d
 	}
-	c.Status, c.LastError = paths.StatusFailed, cause.Error()
+	if !c.Current() {
+		// A certificate that is still served stays valid; last_error and attempts tell of the
+		// failing renewal.
+		c.Status = paths.StatusFailed
+	}
+	c.LastError = cause.Error()
 	c.NextAttemptAt, c.UpdatedAt = now.Add(delay), now
+	c.ForceRenewal = false
 	if err := paths.StoreCert(ctx, b.storage, name, c); err != nil {
 		b.logger.Named("issue").Error("recording a failed attempt failed", "cert", name, "error", err)
+		return
 	}
+	b.sendEvent(ctx, eventFailed, "cert", name, "attempts", strconv.Itoa(c.Attempts), "retry_at", c.NextAttemptAt.Format(time.RFC3339))
 }
 
 // backoff is the delay after the n-th consecutive failure, with ±10% jitter.
@@ -355,4 +415,52 @@ func formatSerial(b []byte) string {
 		parts[i] = fmt.Sprintf("%02x", x)
 	}
 	return strings.Join(parts, ":")
+}
+
+// RenewCertificate runs a job for the named certificate (marked ForceRenewal by the caller) and
+// waits up to wait for it to end.
+func (b *backend) RenewCertificate(ctx context.Context, name string, wait time.Duration) (*paths.CertEntry, error) {
+	if !b.WriteSafe() {
+		return nil, logical.ErrReadOnly
+	}
+	j := b.startJob(name)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-j.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return paths.LoadCert(context.WithoutCancel(ctx), b.storage, name)
+}
+
+// RevokeCertificate revokes c's current certificate at the CA of its role's account.
+func (b *backend) RevokeCertificate(ctx context.Context, name string, c *paths.CertEntry, reason uint) error {
+	role, err := paths.LoadRole(ctx, b.storage, c.Role)
+	if err != nil {
+		return err
+	}
+	if role == nil {
+		return fmt.Errorf("%w: role %q no longer exists, so its account is unknown", errPlan, c.Role)
+	}
+	acct, err := paths.LoadAccount(ctx, b.storage, role.Account)
+	if err != nil {
+		return err
+	}
+	if acct == nil {
+		return fmt.Errorf("%w: account %q of role %q no longer exists", errPlan, role.Account, c.Role)
+	}
+	client, err := b.accountClient(role.Account, acct)
+	if err != nil {
+		return err
+	}
+	leaf, err := leafOf(c)
+	if err != nil {
+		return err
+	}
+	if err := client.Revoke(ctx, leaf.Raw, reason); err != nil {
+		return err
+	}
+	b.logger.Named("revoke").Info("certificate revoked", "cert", name, "serial_number", c.SerialNumber, "reason", reason)
+	return nil
 }

@@ -43,6 +43,7 @@ type CertEntry struct {
 	Role    string   `json:"role"`
 	Domains []string `json:"domains"`
 	KeyType string   `json:"key_type"`
+	Profile string   `json:"profile,omitempty"`
 	// Generation increases whenever the specification (role, domains, key type) changes.
 	Generation int64 `json:"generation"`
 
@@ -62,6 +63,22 @@ type CertEntry struct {
 	IssuedGeneration int64     `json:"issued_generation,omitempty"`
 	OrderURL         string    `json:"order_url,omitempty"`
 	CertURL          string    `json:"cert_url,omitempty"`
+
+	// RenewAt is when the current certificate is to be renewed: inside the CA's ARI window when it
+	// offers one, else with a third of its lifetime left (half, under ten days), with jitter.
+	RenewAt time.Time `json:"renew_at,omitzero"`
+	// ARICheckAt is when the CA's renewal window is to be fetched next; zero without ARI.
+	ARICheckAt time.Time `json:"ari_check_at,omitzero"`
+	// ARIWindowStart and ARIWindowEnd are the window last accepted from the CA.
+	ARIWindowStart time.Time `json:"ari_window_start,omitzero"`
+	ARIWindowEnd   time.Time `json:"ari_window_end,omitzero"`
+	// LastEarlyRenewal is when an ARI window last moved a renewal earlier than planned; a second
+	// early window soon after is ignored, so a hostile or broken CA cannot cause a renewal loop.
+	LastEarlyRenewal time.Time `json:"last_early_renewal,omitzero"`
+	// ForceRenewal asks for a renewal now, whatever renew_at says (certs/<name>/renew).
+	ForceRenewal bool `json:"force_renewal,omitempty"`
+	// Renewals counts certificates issued for this entry after the first.
+	Renewals int `json:"renewals,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -106,7 +123,8 @@ var certFields = map[string]*framework.FieldSchema{
 	"domains": {Type: framework.TypeCommaStringSlice, Description: "DNS names of the certificate; the first is the subject. Up to 100."},
 	"key_type": {Type: framework.TypeString, AllowedValues: anySlice(acme.KeyTypes()),
 		Description: "Certificate key type: " + strings.Join(acme.KeyTypes(), ", ") + ". Default: the role's."},
-	"wait": {Type: framework.TypeDurationSecond, Description: "How long the request waits for issuance before answering 202 pending (default 30s, at most 60s; 0 answers at once)."},
+	"profile": {Type: framework.TypeString, Description: "CA certificate profile to ask for (e.g. Let's Encrypt's shortlived or tlsserver). Default: the role's."},
+	"wait":    {Type: framework.TypeDurationSecond, Description: "How long the request waits for issuance before answering 202 pending (default 30s, at most 60s; 0 answers at once)."},
 
 	"certificate":      {Type: framework.TypeString, Description: "The certificate (PEM)."},
 	"private_key":      {Type: framework.TypeString, Description: "The certificate's private key (PEM).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
@@ -121,12 +139,17 @@ var certFields = map[string]*framework.FieldSchema{
 	"status":           {Type: framework.TypeString, Description: "pending, valid or failed."},
 	"last_error":       {Type: framework.TypeString, Description: "Why the last attempt failed, if it did."},
 	"next_attempt_at":  {Type: framework.TypeTime, Description: "After a failure, when the next attempt may start."},
+	"renew_at":         {Type: framework.TypeTime, Description: "When the certificate is to be renewed (ARI window when the CA offers one)."},
+	"attempts":         {Type: framework.TypeInt, Description: "Consecutive failed attempts."},
+	"renewals":         {Type: framework.TypeInt, Description: "How many times the certificate was renewed."},
+	"ttl":              {Type: framework.TypeInt64, Description: "Seconds until the reader should read again: the next planned renewal, at most 4 hours."},
+	"rotation_period":  {Type: framework.TypeInt64, Description: "Seconds between renewals of this certificate (its planned renewal interval)."},
 }
 
 var certReadFields = fieldsOf(certFields, "certificate", "private_key", "private_key_type", "issuing_ca", "ca_chain",
-	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "role", "key_type", "status", "last_error", "next_attempt_at")
+	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "role", "key_type", "profile", "status", "last_error", "next_attempt_at", "renew_at", "attempts", "renewals", "ttl", "rotation_period")
 
-var certWriteFields = fieldsOf(certFields, "role", "domains", "key_type", "status", "last_error", "serial_number", "expiration", "not_after")
+var certWriteFields = fieldsOf(certFields, "role", "domains", "key_type", "profile", "status", "last_error", "serial_number", "expiration", "not_after")
 
 func certPaths(e Engine) []*framework.Path {
 	h := &certHandler{engine: e}
@@ -257,7 +280,7 @@ func waitField(d *framework.FieldData, def time.Duration) (time.Duration, string
 func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *CertEntry) (*CertEntry, string, error) {
 	spec := &CertEntry{}
 	if existing != nil {
-		spec.Role, spec.Domains, spec.KeyType = existing.Role, existing.Domains, existing.KeyType
+		spec.Role, spec.Domains, spec.KeyType, spec.Profile = existing.Role, existing.Domains, existing.KeyType, existing.Profile
 	}
 	if v, ok := d.GetOk("role"); ok {
 		spec.Role = strings.TrimSpace(v.(string))
@@ -303,6 +326,14 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	if spec.KeyType == "" {
 		spec.KeyType = string(acme.DefaultKeyType)
 	}
+	if v, ok := d.GetOk("profile"); ok {
+		spec.Profile = strings.TrimSpace(v.(string))
+	} else if existing == nil {
+		spec.Profile = role.Profile
+	}
+	if err := validateProfile(spec.Profile); err != nil {
+		return nil, err.Error(), nil
+	}
 	return spec, "", nil
 }
 
@@ -315,14 +346,14 @@ func applyCertSpec(existing, spec *CertEntry, now time.Time) (*CertEntry, bool) 
 		return spec, true
 	}
 	e := *existing
-	if e.Role == spec.Role && slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType {
+	if e.Role == spec.Role && slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile {
 		if e.Status == StatusFailed && !e.Current() {
 			e.NextAttemptAt, e.UpdatedAt = time.Time{}, now
 			return &e, true
 		}
 		return &e, false
 	}
-	e.Role, e.Domains, e.KeyType = spec.Role, spec.Domains, spec.KeyType
+	e.Role, e.Domains, e.KeyType, e.Profile = spec.Role, spec.Domains, spec.KeyType, spec.Profile
 	e.Generation++
 	e.Status, e.LastError, e.Attempts, e.NextAttemptAt, e.UpdatedAt = StatusPending, "", 0, time.Time{}, now
 	return &e, true
@@ -333,6 +364,7 @@ func certWriteResponse(c *CertEntry) map[string]any {
 		"role":       c.Role,
 		"domains":    c.Domains,
 		"key_type":   c.KeyType,
+		"profile":    c.Profile,
 		"status":     c.Status,
 		"last_error": c.LastError,
 	}
@@ -409,13 +441,60 @@ func certReadResponse(c *CertEntry) map[string]any {
 		"domains":          c.Domains,
 		"role":             c.Role,
 		"key_type":         c.KeyType,
+		"profile":          c.Profile,
 		"status":           c.Status,
 		"last_error":       c.LastError,
+		"attempts":         c.Attempts,
+		"renewals":         c.Renewals,
+		"renew_at":         c.RenewAt,
 	}
 	if !c.NextAttemptAt.IsZero() {
 		data["next_attempt_at"] = c.NextAttemptAt
 	}
+	data["ttl"], data["rotation_period"] = readTTL(c, time.Now())
 	return data
+}
+
+// maxReadTTL caps the ttl a read reports, so readers come back at least this often.
+const maxReadTTL = 4 * time.Hour
+
+// minReadTTL is the ttl while a renewal is due or under way: readers poll until the new
+// certificate is stored.
+const minReadTTL = 5 * time.Second
+
+// readTTL returns the seconds until the reader should read again (the next planned renewal, or
+// the next attempt after a failure) and the certificate's renewal interval. consul-template and
+// Vault Agent re-read a secret carrying rotation_period after ttl seconds, so they pick up a
+// renewal right after it happens instead of at 90% of the old certificate's life.
+func readTTL(c *CertEntry, now time.Time) (ttl, rotation int64) {
+	next := c.RenewAt
+	if c.Attempts > 0 && c.NextAttemptAt.After(next) {
+		next = c.NextAttemptAt
+	}
+	d := next.Sub(now)
+	if c.ForceRenewal || d < minReadTTL {
+		d = minReadTTL
+	}
+	d = min(d, maxReadTTL)
+	rot := c.RenewAt.Sub(c.NotBefore)
+	if rot <= 0 {
+		rot = c.NotAfter.Sub(c.NotBefore)
+	}
+	return int64(d.Seconds()), int64(rot.Seconds())
+}
+
+// validateProfile checks a CA profile name's form; the CA decides whether it knows it.
+func validateProfile(p string) error {
+	if len(p) > 64 {
+		return fmt.Errorf("profile %q is longer than 64 characters", p)
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("profile %q has the character %q: use letters, digits, '-', '_' and '.'", p, string(c))
+		}
+	}
+	return nil
 }
 
 func (h *certHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

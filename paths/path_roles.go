@@ -26,6 +26,7 @@ type RoleEntry struct {
 	AllowWildcardCertificates bool     `json:"allow_wildcard_certificates"`
 	AllowedCertNames          []string `json:"allowed_cert_names"`
 	KeyType                   string   `json:"key_type"`
+	Profile                   string   `json:"profile,omitempty"`
 }
 
 // AllowsDomain reports whether the canonical name d may appear on a certificate of this role.
@@ -105,11 +106,12 @@ var roleFields = map[string]*framework.FieldSchema{
 	"allow_subdomains":            {Type: framework.TypeBool, Description: "Allow names under the allowed_domains, at any depth (www.example.com)."},
 	"allow_wildcard_certificates": {Type: framework.TypeBool, Description: "Allow wildcard names (*.example.com) whose covered names the role allows."},
 	"allowed_cert_names":          {Type: framework.TypeCommaStringSlice, Description: "Certificate names (certs/<name>) that may use the role: exact names, or prefixes ending in * such as team-a/*. Use * for any."},
+	"profile":                     {Type: framework.TypeString, Description: "Default CA certificate profile of certificates (e.g. Let's Encrypt's shortlived). Empty: the CA's default."},
 	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
-	"allow_wildcard_certificates", "allowed_cert_names", "key_type")
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e, locks: locksutil.CreateLocks()}
@@ -172,6 +174,7 @@ func roleResponse(r *RoleEntry) map[string]any {
 		"allow_wildcard_certificates": r.AllowWildcardCertificates,
 		"allowed_cert_names":          nonNil(r.AllowedCertNames),
 		"key_type":                    r.KeyType,
+		"profile":                     r.Profile,
 	}
 }
 
@@ -246,6 +249,12 @@ func applyRoleFields(r *RoleEntry, d *framework.FieldData) string {
 			return "key_type: " + strings.TrimPrefix(err.Error(), "acme: ")
 		}
 		r.KeyType = string(kt)
+	}
+	if v, ok := d.GetOk("profile"); ok {
+		r.Profile = strings.TrimSpace(v.(string))
+		if err := validateProfile(r.Profile); err != nil {
+			return err.Error()
+		}
 	}
 	switch {
 	case r.Account == "":

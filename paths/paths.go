@@ -45,6 +45,13 @@ type Engine interface {
 	EnsureCertificate(ctx context.Context, name string, wait time.Duration) (*CertEntry, error)
 	// CertificateChanged tells the engine a certificate entry was written or deleted.
 	CertificateChanged(name string)
+	// RenewCertificate runs the renewal of the named certificate that was marked ForceRenewal,
+	// waiting up to wait, and returns the entry as stored when it returns.
+	RenewCertificate(ctx context.Context, name string, wait time.Duration) (*CertEntry, error)
+	// RevokeCertificate revokes the entry's current certificate at its CA with an RFC 5280 reason.
+	RevokeCertificate(ctx context.Context, name string, c *CertEntry, reason uint) error
+	// CertificateSummaries returns the renewal scheduler's view of every certificate.
+	CertificateSummaries() map[string]CertSummary
 
 	// WriteSafe reports whether this node may write storage and talk to CAs.
 	WriteSafe() bool
@@ -56,7 +63,9 @@ func Paths(e Engine) []*framework.Path {
 	ps = append(ps, accountPaths(e)...)
 	ps = append(ps, dnsConfigPaths(e)...)
 	ps = append(ps, rolePaths(e)...)
+	ps = append(ps, certActionPaths(e)...)
 	ps = append(ps, certPaths(e)...)
+	ps = append(ps, statusPaths(e)...)
 	return ps
 }
 

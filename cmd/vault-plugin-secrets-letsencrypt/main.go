@@ -11,11 +11,12 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/backend"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers/provider"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == provider.Command {
+	if len(os.Args) > 1 && os.Args[1] == solvers.ChildCommand {
 		provider.Serve()
 		return
 	}

@@ -1,0 +1,154 @@
+package backend
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+)
+
+// ARI re-check interval: about twice a day, never more often than the CA's Retry-After allows
+// within [minARIInterval, maxARIInterval], and at most a tenth of the certificate's life so that
+// short-lived certificates are checked often enough to matter.
+const (
+	defaultARIInterval = 12 * time.Hour
+	minARIInterval     = time.Minute
+	maxARIInterval     = 24 * time.Hour
+	floorARIInterval   = 5 * time.Second
+)
+
+// action is what a job does for a certificate.
+type action int
+
+const (
+	actNone  action = iota
+	actIssue        // no certificate for the current specification: order one
+	actRenew        // the current certificate is due for renewal
+	actARI          // fetch the CA's renewal window, then renew if it says so
+)
+
+// decide says what c needs at now. A certificate in backoff needs nothing until its next attempt.
+func decide(c *paths.CertEntry, now time.Time) action {
+	switch {
+	case c.Attempts > 0 && now.Before(c.NextAttemptAt):
+		return actNone
+	case !c.Current():
+		return actIssue
+	case c.ForceRenewal || !now.Before(c.RenewAt):
+		return actRenew
+	case !c.ARICheckAt.IsZero() && !now.Before(c.ARICheckAt):
+		return actARI
+	}
+	return actNone
+}
+
+// plannedRenewal is when a certificate valid from nb to na is renewed without ARI: with a third of
+// its life left, or half for certificates under ten days.
+func plannedRenewal(nb, na time.Time) time.Time {
+	life := na.Sub(nb)
+	if life < 10*24*time.Hour {
+		return nb.Add(life / 2)
+	}
+	return nb.Add(life * 2 / 3)
+}
+
+// jitteredRenewal is plannedRenewal moved earlier by up to 2% of the life, so that certificates
+// issued together do not all renew in the same second.
+func jitteredRenewal(nb, na time.Time) time.Time {
+	life := na.Sub(nb)
+	return plannedRenewal(nb, na).Add(-time.Duration(rand.Int64N(int64(life/50) + 1)))
+}
+
+// ariInterval is when to ask the CA for the window again.
+func ariInterval(retryAfter, life time.Duration) time.Duration {
+	d := defaultARIInterval
+	if retryAfter > 0 {
+		d = min(max(retryAfter, minARIInterval), maxARIInterval)
+	}
+	d = min(d, life/10)
+	return max(d, floorARIInterval)
+}
+
+// leafOf parses the entry's current certificate.
+func leafOf(c *paths.CertEntry) (*x509.Certificate, error) {
+	block, _ := pem.Decode([]byte(c.Certificate))
+	if block == nil {
+		return nil, errors.New("stored certificate is not PEM")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// applyWindow decides c.RenewAt from the CA's window w, fetched at now. It ignores malformed
+// windows (end before start, start after expiry) and an early window that follows an early
+// renewal too closely, so a broken or hostile CA cannot make the plugin renew in a loop. It
+// returns a reason when it ignored the window.
+func applyWindow(c *paths.CertEntry, w *acme.RenewalWindow, now time.Time) string {
+	life := c.NotAfter.Sub(c.NotBefore)
+	c.ARICheckAt = now.Add(ariInterval(w.RetryAfter, life))
+	if !w.End.After(w.Start) || !w.Start.Before(c.NotAfter) {
+		return "malformed window"
+	}
+	end := w.End
+	if end.After(c.NotAfter) {
+		end = c.NotAfter
+	}
+	at := w.Start
+	if span := end.Sub(w.Start); span > 0 {
+		at = at.Add(time.Duration(rand.Int64N(int64(span))))
+	}
+	if at.Before(now) {
+		at = now
+	}
+	early := at.Before(plannedRenewal(c.NotBefore, c.NotAfter).Add(-life / 20))
+	if early && !c.LastEarlyRenewal.IsZero() && now.Sub(c.LastEarlyRenewal) < min(12*time.Hour, life/2) {
+		return "early window right after an early renewal"
+	}
+	c.RenewAt, c.ARIWindowStart, c.ARIWindowEnd = at, w.Start, w.End
+	return ""
+}
+
+// checkARI fetches the CA's renewal window of the current certificate and stores the renewal time
+// it implies. It reports whether the certificate is now due.
+func (b *backend) checkARI(ctx context.Context, name string, p *issuePlan) (bool, error) {
+	log := b.logger.Named("renew").With("cert", name)
+	client, err := b.accountClient(p.role.Account, p.account)
+	if err != nil {
+		return false, err
+	}
+	leaf, err := leafOf(p.cert)
+	if err != nil {
+		return false, err
+	}
+	w, ariErr := client.RenewalInfo(ctx, leaf)
+	now := time.Now().UTC()
+
+	lock := paths.CertLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	c, err := paths.LoadCert(ctx, b.storage, name)
+	if err != nil || c == nil || c.SerialNumber != p.cert.SerialNumber {
+		return false, err
+	}
+	life := c.NotAfter.Sub(c.NotBefore)
+	switch {
+	case errors.Is(ariErr, acme.ErrNoRenewalInfo):
+		c.ARICheckAt = time.Time{}
+	case ariErr != nil:
+		log.Debug("fetching the renewal window failed; keeping the planned renewal", "error", ariErr)
+		c.ARICheckAt = now.Add(ariInterval(0, life))
+	default:
+		if reason := applyWindow(c, w, now); reason != "" {
+			log.Warn("ignoring the CA's renewal window", "reason", reason, "window_start", w.Start, "window_end", w.End)
+		}
+	}
+	if err := paths.StoreCert(ctx, b.storage, name, c); err != nil {
+		return false, err
+	}
+	p.cert = c
+	return !now.Before(c.RenewAt), nil
+}

@@ -1,0 +1,273 @@
+package backend
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+)
+
+// The scheduler keeps, in memory, when each stored certificate next needs work (issue, renew,
+// retry after a failure, fetch its ARI window). It is rebuilt from storage at Initialize and kept
+// current on every write (CertificateChanged) and on Invalidate, so a tick costs O(due · log n)
+// and reads no storage when nothing is due.
+
+// minRedispatch is the shortest time between two dispatches of one certificate, so that no bug or
+// odd CA answer can turn into a tight loop.
+const minRedispatch = 10 * time.Second
+
+// firstSweepJitter bounds the random delay of the first sweep after mount or unseal, so a fleet of
+// clusters (or one cluster restarted) does not hit the CA all at once.
+const firstSweepJitter = 10 * time.Second
+
+type schedItem struct {
+	name  string
+	due   time.Time
+	index int // position in the heap, -1 when not queued
+	sum   paths.CertSummary
+}
+
+type itemHeap []*schedItem
+
+func (h itemHeap) Len() int           { return len(h) }
+func (h itemHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h itemHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *itemHeap) Push(x any)        { it := x.(*schedItem); it.index = len(*h); *h = append(*h, it) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	it.index = -1
+	*h = old[:len(old)-1]
+	return it
+}
+
+// schedule is safe for concurrent use.
+type schedule struct {
+	mu    sync.Mutex
+	items map[string]*schedItem
+	queue itemHeap
+	wake  chan struct{}
+}
+
+func newSchedule() *schedule {
+	return &schedule{items: map[string]*schedItem{}, wake: make(chan struct{}, 1)}
+}
+
+// set records when name is next due (zero: never, until changed) and its summary.
+func (s *schedule) set(name string, due time.Time, sum paths.CertSummary) {
+	s.mu.Lock()
+	it := s.items[name]
+	if it == nil {
+		it = &schedItem{name: name, index: -1}
+		s.items[name] = it
+	}
+	it.sum = sum
+	it.due = due
+	switch {
+	case due.IsZero() && it.index >= 0:
+		heap.Remove(&s.queue, it.index)
+	case !due.IsZero() && it.index >= 0:
+		heap.Fix(&s.queue, it.index)
+	case !due.IsZero():
+		heap.Push(&s.queue, it)
+	}
+	first := s.queue.Len() > 0 && s.queue[0] == it
+	s.mu.Unlock()
+	if first {
+		s.poke()
+	}
+}
+
+func (s *schedule) remove(name string) {
+	s.mu.Lock()
+	if it := s.items[name]; it != nil {
+		if it.index >= 0 {
+			heap.Remove(&s.queue, it.index)
+		}
+		delete(s.items, name)
+	}
+	s.mu.Unlock()
+}
+
+func (s *schedule) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// popDue removes and returns the names due at now. They return to the queue when their entry is
+// reloaded after the job (CertificateChanged).
+func (s *schedule) popDue(now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for s.queue.Len() > 0 && !s.queue[0].due.After(now) {
+		it := heap.Pop(&s.queue).(*schedItem)
+		names = append(names, it.name)
+	}
+	return names
+}
+
+// next returns the earliest due time, if any.
+func (s *schedule) next() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queue.Len() == 0 {
+		return time.Time{}, false
+	}
+	return s.queue[0].due, true
+}
+
+// CertificateSummaries returns the scheduler's view of every certificate.
+func (b *backend) CertificateSummaries() map[string]paths.CertSummary { return b.sched.summaries() }
+
+// summaries returns a copy of every certificate's summary.
+func (s *schedule) summaries() map[string]paths.CertSummary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]paths.CertSummary, len(s.items))
+	for n, it := range s.items {
+		out[n] = it.sum
+	}
+	return out
+}
+
+// dueAt says when c next needs work; zero means nothing is planned.
+func dueAt(c *paths.CertEntry) time.Time {
+	epoch := time.Unix(1, 0)
+	switch {
+	case c.Attempts > 0 && !c.NextAttemptAt.IsZero():
+		return c.NextAttemptAt
+	case !c.Current(), c.ForceRenewal:
+		return epoch
+	}
+	due := c.RenewAt
+	if !c.ARICheckAt.IsZero() && (due.IsZero() || c.ARICheckAt.Before(due)) {
+		due = c.ARICheckAt
+	}
+	return due
+}
+
+func summarize(c *paths.CertEntry) paths.CertSummary {
+	return paths.CertSummary{Status: c.Status, NotAfter: c.NotAfter, RenewAt: c.RenewAt, Attempts: c.Attempts, LastError: c.LastError, NextAt: c.NextAttemptAt}
+}
+
+// refresh reloads the named certificate from storage into the schedule.
+func (b *backend) refresh(ctx context.Context, name string) {
+	c, err := paths.LoadCert(ctx, b.storage, name)
+	if err != nil {
+		b.logger.Named("schedule").Warn("reloading a certificate failed; it is retried in a minute", "cert", name, "error", err)
+		b.sched.set(name, time.Now().Add(time.Minute), paths.CertSummary{})
+		return
+	}
+	if c == nil {
+		b.sched.remove(name)
+		return
+	}
+	due := dueAt(c)
+	if !due.IsZero() && b.inFlight(name) {
+		// The running job reloads the entry when it ends.
+		due = time.Time{}
+	}
+	if !due.IsZero() {
+		if floor := time.Now().Add(minRedispatch); due.Before(floor) && b.recentlyDispatched(name) {
+			due = floor
+		}
+	}
+	b.sched.set(name, due, summarize(c))
+}
+
+// recentlyDispatched reports whether name was dispatched within minRedispatch.
+func (b *backend) recentlyDispatched(name string) bool {
+	b.jobsMu.Lock()
+	defer b.jobsMu.Unlock()
+	last, ok := b.lastDispatch[name]
+	return ok && time.Since(last) < minRedispatch
+}
+
+// loadSchedule rebuilds the schedule from storage (Initialize). It walks certs/ recursively.
+func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
+	var walk func(prefix string) error
+	walk = func(prefix string) error {
+		keys, err := s.List(ctx, paths.CertPrefix+prefix)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if strings.HasSuffix(k, "/") {
+				if err := walk(prefix + k); err != nil {
+					return err
+				}
+				continue
+			}
+			c, err := paths.LoadCert(ctx, s, prefix+k)
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				b.sched.set(prefix+k, dueAt(c), summarize(c))
+			}
+		}
+		return nil
+	}
+	return walk("")
+}
+
+// dispatchDue starts a job for every certificate that is due, if this node may write. It is cheap
+// when nothing is due: one heap peek.
+func (b *backend) dispatchDue(now time.Time) int {
+	if !b.WriteSafe() {
+		return 0
+	}
+	names := b.sched.popDue(now)
+	for _, n := range names {
+		b.jobsMu.Lock()
+		b.lastDispatch[n] = now
+		b.jobsMu.Unlock()
+		b.startJob(n)
+	}
+	return len(names)
+}
+
+// periodic is the backend's PeriodicFunc, called by Vault about once a minute on the active node.
+func (b *backend) periodic(_ context.Context, _ *logical.Request) error {
+	b.dispatchDue(time.Now())
+	return nil
+}
+
+// runScheduler dispatches work at its due time between Vault's periodic ticks, so renewals are on
+// time even for short-lived certificates. It stops when the backend's context ends.
+func (b *backend) runScheduler() {
+	defer b.wg.Done()
+	first := time.NewTimer(rand.N(firstSweepJitter))
+	select {
+	case <-b.ctx.Done():
+		first.Stop()
+		return
+	case <-first.C:
+	}
+	for {
+		b.dispatchDue(time.Now())
+		wait := time.Minute
+		if next, ok := b.sched.next(); ok {
+			wait = min(max(time.Until(next), 50*time.Millisecond), time.Minute)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		case <-b.sched.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package paths
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+)
+
+var certActionFields = map[string]*framework.FieldSchema{
+	"name":   {Type: framework.TypeString, Required: true, Description: "Name of the certificate."},
+	"wait":   {Type: framework.TypeDurationSecond, Description: "How long to wait for the new certificate (default 30s, at most 60s)."},
+	"reason": {Type: framework.TypeString, Default: "unspecified", Description: "Revocation reason: " + strings.Join(revocationReasonNames(), ", ") + "."},
+}
+
+func revocationReasonNames() []string {
+	var names []string
+	for n := range acme.RevocationReasons {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// certActionPaths are certs/<name>/renew and certs/<name>/revoke. They are declared before the
+// certificate path, whose pattern would otherwise take them as names.
+func certActionPaths(e Engine) []*framework.Path {
+	h := &certActionHandler{engine: e}
+	return []*framework.Path{
+		{
+			Pattern:      CertPrefix + "(?P<name>.+)/renew$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
+			Fields:       fieldsOf(certActionFields, "name", "wait"),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: h.renew, Summary: "Renew a certificate now.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "renew"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: certWriteResponses},
+			},
+			HelpSynopsis:    pathCertRenewHelpSyn,
+			HelpDescription: pathCertRenewHelpDesc,
+		},
+		{
+			Pattern:      CertPrefix + "(?P<name>.+)/revoke$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
+			Fields:       fieldsOf(certActionFields, "name", "reason"),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: h.revoke, Summary: "Revoke a certificate at its CA and issue a new one.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "revoke"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"revoked_serial_number": {Type: framework.TypeString, Description: "Serial number of the revoked certificate."},
+						"status":                {Type: framework.TypeString, Description: "Status of the certificate entry (pending: a new one is being issued)."},
+					}}}}},
+			},
+			HelpSynopsis:    pathCertRevokeHelpSyn,
+			HelpDescription: pathCertRevokeHelpDesc,
+		},
+	}
+}
+
+type certActionHandler struct {
+	engine Engine
+}
+
+func notFound(req *logical.Request, name string) (*logical.Response, error) {
+	return logical.RespondWithStatusCode(logical.ErrorResponse("certificate %q does not exist", name), req, http.StatusNotFound)
+}
+
+func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	wait, msg := waitField(d, defaultWriteWait)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	lock := CertLock(name)
+	lock.Lock()
+	c, err := LoadCert(ctx, req.Storage, name)
+	if err == nil && c != nil {
+		c.ForceRenewal, c.Attempts, c.NextAttemptAt, c.UpdatedAt = true, 0, time.Time{}, time.Now().UTC()
+		err = StoreCert(ctx, req.Storage, name, c)
+	}
+	lock.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return notFound(req, name)
+	}
+	h.engine.CertificateChanged(name)
+	if c, err = h.engine.RenewCertificate(ctx, name, wait); err != nil || c == nil {
+		return nil, err
+	}
+	resp := &logical.Response{Data: certWriteResponse(c)}
+	if c.ForceRenewal {
+		resp.AddWarning(fmt.Sprintf("the renewal continues in the background: read certs/%s for the new certificate", name))
+		return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
+	}
+	return resp, nil
+}
+
+func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	reasonName := strings.TrimSpace(d.Get("reason").(string))
+	reason, ok := acme.RevocationReasons[reasonName]
+	if !ok {
+		return logical.ErrorResponse("reason %q is not a revocation reason: use one of %s", reasonName, strings.Join(revocationReasonNames(), ", ")), nil
+	}
+	c, err := LoadCert(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return notFound(req, name)
+	}
+	if c.Certificate == "" {
+		return logical.ErrorResponse("certificate %q has no issued certificate to revoke", name), nil
+	}
+	if err := h.engine.RevokeCertificate(ctx, name, c, reason); err != nil {
+		return caErrorResponse(fmt.Sprintf("revoke certificate %q", name), err)
+	}
+
+	// Forget the revoked certificate (if a renewal did not replace it meanwhile) and issue anew.
+	lock := CertLock(name)
+	lock.Lock()
+	cur, err := LoadCert(ctx, req.Storage, name)
+	if err == nil && cur != nil && cur.SerialNumber == c.SerialNumber {
+		cur.Certificate, cur.Chain, cur.PrivateKey, cur.IssuedGeneration = "", nil, "", 0
+		cur.Status, cur.Attempts, cur.NextAttemptAt, cur.UpdatedAt = StatusPending, 0, time.Time{}, time.Now().UTC()
+		err = StoreCert(ctx, req.Storage, name, cur)
+	}
+	lock.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	h.engine.CertificateChanged(name)
+	status := StatusPending
+	if cur != nil {
+		status = cur.Status
+	}
+	return &logical.Response{Data: map[string]any{"revoked_serial_number": c.SerialNumber, "status": status}}, nil
+}
+
+// CertSummary is the renewal scheduler's view of one certificate.
+type CertSummary struct {
+	Status    string
+	NotAfter  time.Time
+	RenewAt   time.Time
+	Attempts  int
+	LastError string
+	NextAt    time.Time
+}
+
+// statusPaths is status/certs: the certificates that need attention.
+func statusPaths(e Engine) []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "status/certs$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate-status"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+					return &logical.Response{Data: statusResponse(e.CertificateSummaries(), time.Now())}, nil
+				},
+				Summary:      "List certificates that are expiring, failing or pending.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"expiring":     {Type: framework.TypeStringSlice, Description: "Certificates past their planned renewal by more than a tenth of the remaining time, or expired."},
+					"failing":      {Type: framework.TypeStringSlice, Description: "Certificates whose last attempt failed."},
+					"pending":      {Type: framework.TypeStringSlice, Description: "Certificates with no certificate issued for their current specification."},
+					"certificates": {Type: framework.TypeMap, Description: "Details of each listed certificate."},
+				}}}},
+			},
+		},
+		HelpSynopsis:    pathStatusHelpSyn,
+		HelpDescription: pathStatusHelpDesc,
+	}}
+}
+
+func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
+	expiring, failing, pending := []string{}, []string{}, []string{}
+	details := map[string]any{}
+	for name, s := range sums {
+		listed := false
+		if !s.NotAfter.IsZero() && (now.After(s.NotAfter) || !s.RenewAt.IsZero() && now.After(s.RenewAt.Add(s.NotAfter.Sub(s.RenewAt)/10))) {
+			expiring, listed = append(expiring, name), true
+		}
+		if s.Attempts > 0 {
+			failing, listed = append(failing, name), true
+		}
+		if s.Status == StatusPending || s.Status == StatusFailed {
+			pending, listed = append(pending, name), true
+		}
+		if listed {
+			d := map[string]any{"status": s.Status, "attempts": s.Attempts, "last_error": s.LastError}
+			if !s.NotAfter.IsZero() {
+				d["not_after"], d["renew_at"] = s.NotAfter.Format(time.RFC3339), s.RenewAt.Format(time.RFC3339)
+			}
+			if !s.NextAt.IsZero() {
+				d["next_attempt_at"] = s.NextAt.Format(time.RFC3339)
+			}
+			details[name] = d
+		}
+	}
+	slices.Sort(expiring)
+	slices.Sort(failing)
+	slices.Sort(pending)
+	return map[string]any{"expiring": expiring, "failing": failing, "pending": pending, "certificates": details}
+}
+
+const (
+	pathCertRenewHelpSyn  = "Renew a certificate now."
+	pathCertRenewHelpDesc = `Orders a new certificate for certs/<name> now, whatever its planned renewal time, and waits up to
+wait for it (202 while it continues in the background). A failure backoff in progress is cleared. The
+current certificate is served until the new one is stored.`
+	pathCertRevokeHelpSyn  = "Revoke a certificate at its CA and issue a new one."
+	pathCertRevokeHelpDesc = `Revokes the current certificate of certs/<name> at the CA with the given reason (keyCompromise,
+superseded, cessationOfOperation, affiliationChanged or unspecified), forgets it, and starts issuing a
+new certificate with a new key. Reads fail with a retryable 503 until the new certificate is stored.`
+	pathStatusHelpSyn  = "List certificates that need attention."
+	pathStatusHelpDesc = `Lists the certificates that are expiring (renewal overdue or expired), failing (the last attempt
+failed) or pending (nothing issued for the current specification), with their status, renewal time and
+last error. Let's Encrypt no longer sends expiry e-mails: watch this instead.`
+)
