@@ -1,0 +1,177 @@
+// Package provider is the served side of DNS-01 solving: it runs inside a
+// dns-solver child process (the plugin binary re-run with the argument
+// "dns-solver") and serves exactly one lego DNS provider, built from the
+// environment the parent gave the process, over hashicorp/go-plugin net/rpc.
+//
+// Because a child serves a single DNS configuration, this package may set
+// lego's package-level state (recursive nameservers, DNS timeout, logger).
+// It imports lego's providers/dns (every provider); the parent-side package
+// solvers must not. This package must not import Vault or the plugin backend.
+package provider
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-acme/lego/v4/challenge"
+	"github.com/go-acme/lego/v4/challenge/dns01"
+	legolog "github.com/go-acme/lego/v4/log"
+	"github.com/go-acme/lego/v4/providers/dns"
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers/internal/wire"
+)
+
+// Subcommand is the first command-line argument that selects child mode.
+const Subcommand = wire.ChildCommand
+
+// dnsTimeout is lego's per-query timeout for its zone and CNAME lookups.
+const dnsTimeout = 5 * time.Second
+
+// extraProviders are providers known only to this package's tests
+// (export_test.go); nil in every real build.
+var extraProviders map[string]func() (challenge.Provider, error)
+
+// forbidden providers run host programs or read stdin; the parent rejects
+// them too.
+var forbidden = map[string]bool{"exec": true, "manual": true}
+
+// Serve runs the dns-solver child: it serves one lego DNS provider over
+// go-plugin until the parent disconnects, then exits the process. It never
+// returns. The plugin's main calls it when os.Args[1] == Subcommand; run
+// directly (without the parent's handshake cookie) it prints a notice and
+// exits with status 1.
+func Serve() {
+	// Logs go to the real stderr, which go-plugin forwards to the parent's
+	// logger (redacted there). Created before plugin.Serve swaps os.Stderr.
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "dns-solver",
+		Level:      hclog.Debug,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+	legolog.Logger = logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+
+	// The child never reads stdin (go-plugin hands it the parent's).
+	_ = os.Stdin.Close()
+
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: wire.Handshake,
+		Plugins:         plugin.PluginSet{wire.PluginName: &wire.Plugin{Impl: newService(logger)}},
+		Logger:          logger,
+	})
+	os.Exit(0)
+}
+
+// service implements wire.Service around one lego provider. It is safe for
+// concurrent use; Present and CleanUp are serialised because lego providers
+// are written for lego's sequential pre-solve loop and not all of them are
+// safe for concurrent use. lego's Sequential() interval is not applied.
+type service struct {
+	logger hclog.Logger
+
+	mu       sync.RWMutex // guards provider
+	provider challenge.Provider
+
+	callMu sync.Mutex // serialises provider calls
+}
+
+func newService(logger hclog.Logger) *service {
+	return &service{logger: logger}
+}
+
+func configErr(format string, args ...any) wire.Result {
+	return wire.Result{Err: fmt.Sprintf(format, args...), ConfigErr: true}
+}
+
+// Configure builds the provider from the process environment. It may be
+// called once per process.
+func (s *service) Configure(args wire.ConfigureArgs) (res wire.Result) {
+	defer recoverResult(s.logger, "configure", &res)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.provider != nil {
+		return wire.Result{Err: "dns solver child is already configured"}
+	}
+	name := args.Provider
+	if forbidden[strings.ToLower(name)] {
+		return configErr("provider %q is not allowed", name)
+	}
+	if len(args.Resolvers) > 0 {
+		_ = dns01.AddRecursiveNameservers(args.Resolvers)(nil)
+	}
+	_ = dns01.AddDNSTimeout(dnsTimeout)(nil)
+
+	p, err := newProvider(name)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "unrecognized DNS provider") {
+			return configErr("provider %q is not a lego DNS provider", name)
+		}
+		return configErr("%s", err.Error())
+	}
+	s.provider = p
+	s.logger.Info("dns provider ready", "resolvers", len(args.Resolvers))
+	return wire.Result{}
+}
+
+func newProvider(name string) (challenge.Provider, error) {
+	if ctor, ok := extraProviders[name]; ok {
+		return ctor()
+	}
+	return dns.NewDNSChallengeProviderByName(name)
+}
+
+func (s *service) current() challenge.Provider {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.provider
+}
+
+// Present creates the record through the provider.
+func (s *service) Present(args wire.ChallengeArgs) (res wire.Result) {
+	return s.run("present", args, func(p challenge.Provider) error {
+		return p.Present(args.Domain, args.Token, args.KeyAuth)
+	})
+}
+
+// CleanUp removes the record through the provider.
+func (s *service) CleanUp(args wire.ChallengeArgs) (res wire.Result) {
+	return s.run("cleanup", args, func(p challenge.Provider) error {
+		return p.CleanUp(args.Domain, args.Token, args.KeyAuth)
+	})
+}
+
+func (s *service) run(op string, args wire.ChallengeArgs, fn func(challenge.Provider) error) (res wire.Result) {
+	defer recoverResult(s.logger, op, &res)
+	p := s.current()
+	if p == nil {
+		return wire.Result{Err: "dns solver child is not configured"}
+	}
+	if strings.HasPrefix(args.Domain, "*.") || args.Domain == "" {
+		return configErr("domain %q must be given without a wildcard label", args.Domain)
+	}
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	start := time.Now()
+	err := fn(p)
+	elapsed := time.Since(start).Round(time.Millisecond).String()
+	if err != nil {
+		s.logger.Warn("dns provider call failed", "op", op, "domain", args.Domain, "elapsed", elapsed)
+		return wire.Result{Err: err.Error()}
+	}
+	s.logger.Debug("dns provider call done", "op", op, "domain", args.Domain, "elapsed", elapsed)
+	return wire.Result{}
+}
+
+// recoverResult turns a provider panic into an error result instead of
+// killing the child. The panic value is not logged (it could hold secrets).
+func recoverResult(logger hclog.Logger, op string, res *wire.Result) {
+	if r := recover(); r != nil {
+		logger.Error("dns provider panicked", "op", op)
+		*res = wire.Result{Err: "dns provider panicked during " + op}
+	}
+}
