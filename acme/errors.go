@@ -44,10 +44,27 @@ type Error struct {
 	err        error
 }
 
-func (e *Error) Error() string { return e.err.Error() }
+func (e *Error) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	msg := "acme: error"
+	if e.Kind != nil {
+		msg = e.Kind.Error()
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
 
 // Unwrap exposes both the underlying error and the kind, for errors.Is and errors.As.
-func (e *Error) Unwrap() []error { return []error{e.err, e.Kind} }
+func (e *Error) Unwrap() []error {
+	if e.err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.err, e.Kind}
+}
 
 // RetryAfter returns the delay the CA asked for, if err carries one.
 func RetryAfter(err error) (time.Duration, bool) {

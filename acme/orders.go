@@ -69,7 +69,7 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 		return nil, err
 	}
 	if order.Status == acme.StatusReady {
-		if _, err := c.core.Orders.UpdateForCSR(orderURL, req.CSR); err != nil {
+		if _, err := c.core.Orders.UpdateForCSR(order.Finalize, req.CSR); err != nil {
 			return nil, classify(fmt.Errorf("acme: finalize order: %w", err))
 		}
 		order, err = c.waitOrder(ctx, orderURL, policy, acme.StatusValid)

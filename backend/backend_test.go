@@ -40,6 +40,8 @@ type fakeCA struct {
 	revoked atomic.Int64
 	// replaces records the ReplacesCertID of every order.
 	replaces []string
+	// onObtain, when set, sees every order request.
+	onObtain func(acme.OrderRequest)
 }
 
 func newFakeCA(t *testing.T) *fakeCA {
@@ -89,6 +91,9 @@ func (c *fakeClient) RenewalInfo(context.Context, *x509.Certificate) (*acme.Rene
 
 func (c *fakeClient) Obtain(ctx context.Context, req acme.OrderRequest, _ acme.PollPolicy) (*acme.Certificate, error) {
 	n := c.ca.orders.Add(1)
+	if c.ca.onObtain != nil {
+		c.ca.onObtain(req)
+	}
 	c.ca.mu.Lock()
 	c.ca.replaces = append(c.ca.replaces, req.ReplacesCertID)
 	c.ca.mu.Unlock()

@@ -46,10 +46,12 @@ func (b *backend) startJob(name string) *job {
 	go func() {
 		defer b.wg.Done()
 		defer func() {
+			// Leave the map first: a write that lands meanwhile then schedules for itself, and
+			// the reload below cannot be overtaken by one that saw this job still running.
 			b.jobsMu.Lock()
 			delete(b.jobs, name)
 			b.jobsMu.Unlock()
-			b.refresh(context.WithoutCancel(b.ctx), name)
+			b.reschedule(context.WithoutCancel(b.ctx), name, true)
 			close(j.done)
 		}()
 		select {

@@ -161,7 +161,11 @@ func summarize(c *paths.CertEntry) paths.CertSummary {
 }
 
 // refresh reloads the named certificate from storage into the schedule.
-func (b *backend) refresh(ctx context.Context, name string) {
+func (b *backend) refresh(ctx context.Context, name string) { b.reschedule(ctx, name, false) }
+
+// reschedule reloads name into the schedule; jobEnding says the caller is the certificate's own job,
+// finishing, so its being in flight does not hold the certificate back.
+func (b *backend) reschedule(ctx context.Context, name string, jobEnding bool) {
 	c, err := paths.LoadCert(ctx, b.storage, name)
 	if err != nil {
 		b.logger.Named("schedule").Warn("reloading a certificate failed; it is retried in a minute", "cert", name, "error", err)
@@ -173,7 +177,7 @@ func (b *backend) refresh(ctx context.Context, name string) {
 		return
 	}
 	due := dueAt(c)
-	if !due.IsZero() && b.inFlight(name) {
+	if !due.IsZero() && !jobEnding && b.inFlight(name) {
 		// The running job reloads the entry when it ends.
 		due = time.Time{}
 	}
@@ -232,7 +236,7 @@ func (b *backend) dispatchDue(now time.Time) int {
 		b.jobsMu.Lock()
 		b.lastDispatch[n] = now
 		b.jobsMu.Unlock()
-		b.startJob(n)
+		b.dispatch(n)
 	}
 	return len(names)
 }

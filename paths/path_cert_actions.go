@@ -68,8 +68,8 @@ type certActionHandler struct {
 	engine Engine
 }
 
-func notFound(req *logical.Request, name string) (*logical.Response, error) {
-	return logical.RespondWithStatusCode(logical.ErrorResponse("certificate %q does not exist", name), req, http.StatusNotFound)
+func notFound(_ *logical.Request, name string) (*logical.Response, error) {
+	return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("certificate %q does not exist: write certs/%s first", name, name))
 }
 
 func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

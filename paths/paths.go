@@ -75,10 +75,15 @@ func SealWrapPrefixes() []string {
 	return []string{AccountPrefix, DNSConfigPrefix, CertPrefix}
 }
 
-// existence returns an ExistenceCheck for entries stored under prefix+name.
+// existence returns an ExistenceCheck for entries stored under prefix+name. A name that is not
+// valid does not exist; the handler then rejects it with a 400.
 func existence(prefix string) framework.ExistenceFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-		e, err := req.Storage.Get(ctx, prefix+d.Get("name").(string))
+		name := d.Get("name").(string)
+		if prefix == CertPrefix && ValidateCertName(name) != nil {
+			return false, nil
+		}
+		e, err := req.Storage.Get(ctx, prefix+name)
 		if err != nil {
 			return false, err
 		}

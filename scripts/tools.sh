@@ -56,6 +56,19 @@ go_install() { # name module@version
   GOBIN="$BIN" go install "$mod" >&2
 }
 
+# lego's CLI: `go install …/lego@version` asks the proxy for the module's version list, which some
+# proxies refuse, so build it from a small module that names the version.
+build_lego() {
+  if [ -x "$BIN/lego" ]; then return; fi
+  log "building the lego CLI ${LEGO_VERSION}"
+  local src="$TOOLS_DIR/src/lego"
+  mkdir -p "$src"
+  printf 'module local/legobin\n\ngo 1.26\n\nrequire github.com/go-acme/lego/v4 %s\n' "$LEGO_VERSION" > "$src/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/go-acme/lego/v4/cmd/lego"\n' > "$src/tools.go"
+  (cd "$src" && GOFLAGS=-mod=mod go mod tidy >&2 && go build -o "$BIN/lego.tmp" github.com/go-acme/lego/v4/cmd/lego >&2)
+  mv "$BIN/lego.tmp" "$BIN/lego"
+}
+
 install_bind() {
   if command -v named >/dev/null 2>&1 && command -v tsig-keygen >/dev/null 2>&1; then return; fi
   if [ "$(id -u)" != 0 ]; then
@@ -73,13 +86,13 @@ for w in "${want[@]}"; do
     vault) build_vault ;;
     pebble) go_install pebble "github.com/letsencrypt/pebble/v2/cmd/pebble@${PEBBLE_VERSION}" ;;
     consul-template) go_install consul-template "github.com/hashicorp/consul-template@${CONSUL_TEMPLATE_VERSION}" ;;
-    lego) go_install lego "github.com/go-acme/lego/v4/cmd/lego@${LEGO_VERSION}" ;;
+    lego) build_lego ;;
     bind) install_bind ;;
     all)
       install_bind
       go_install pebble "github.com/letsencrypt/pebble/v2/cmd/pebble@${PEBBLE_VERSION}"
       go_install consul-template "github.com/hashicorp/consul-template@${CONSUL_TEMPLATE_VERSION}"
-      go_install lego "github.com/go-acme/lego/v4/cmd/lego@${LEGO_VERSION}"
+      build_lego
       build_vault
       ;;
     *) log "unknown tool $w"; exit 2 ;;

@@ -266,7 +266,7 @@ func (f *ProcessFactory) start(c *child, cc *checkedConfig) error {
 	if res.Err != "" {
 		msg := c.redact.String(res.Err)
 		if res.ConfigErr {
-			return &ConfigError{msg: msg}
+			return &ConfigError{msg: withAliasHint(msg)}
 		}
 		return fmt.Errorf("dns solver: configuring provider %q: %s", cc.Provider, msg)
 	}
@@ -545,4 +545,13 @@ func (s *processSolver) do(ctx context.Context, method, verb, domain, token, key
 
 func (s *processSolver) WaitPropagation(ctx context.Context, domain, keyAuth string) error {
 	return s.checker.wait(ctx, domain, keyAuth, s.cc.PropagationTimeout, s.cc.PollingInterval)
+}
+
+// withAliasHint explains lego's rfc2136 names: since v4.35 lego reports missing settings under
+// their DNSUPDATE_ names, while the RFC2136_ names users know are accepted as aliases.
+func withAliasHint(msg string) string {
+	if strings.Contains(msg, "DNSUPDATE_") {
+		return msg + " (give it as " + strings.ReplaceAll(strings.TrimSpace(msg[strings.Index(msg, "DNSUPDATE_"):]), "DNSUPDATE_", "RFC2136_") + " or under its DNSUPDATE_ name)"
+	}
+	return msg
 }

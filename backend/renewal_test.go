@@ -1,0 +1,301 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Now()
+	valid := paths.CertEntry{Certificate: "x", Generation: 1, IssuedGeneration: 1, RenewAt: now.Add(time.Hour)}
+	cases := []struct {
+		name string
+		mod  func(c *paths.CertEntry)
+		want action
+	}{
+		{"current, not due", func(c *paths.CertEntry) {}, actNone},
+		{"never issued", func(c *paths.CertEntry) { c.Certificate = "" }, actIssue},
+		{"spec changed", func(c *paths.CertEntry) { c.Generation = 2 }, actIssue},
+		{"due", func(c *paths.CertEntry) { c.RenewAt = now.Add(-time.Second) }, actRenew},
+		{"forced", func(c *paths.CertEntry) { c.ForceRenewal = true }, actRenew},
+		{"ARI check due", func(c *paths.CertEntry) { c.ARICheckAt = now.Add(-time.Second) }, actARI},
+		{"backing off", func(c *paths.CertEntry) {
+			c.RenewAt, c.Attempts, c.NextAttemptAt = now.Add(-time.Hour), 2, now.Add(time.Minute)
+		}, actNone},
+		{"backoff over", func(c *paths.CertEntry) {
+			c.RenewAt, c.Attempts, c.NextAttemptAt = now.Add(-time.Hour), 2, now.Add(-time.Second)
+		}, actRenew},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid
+			tc.mod(&c)
+			require.Equal(t, tc.want, decide(&c, now))
+		})
+	}
+}
+
+func TestPlannedRenewal(t *testing.T) {
+	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	require.Equal(t, nb.Add(60*24*time.Hour), plannedRenewal(nb, nb.Add(90*24*time.Hour)), "90-day: a third left")
+	require.Equal(t, nb.Add(3*24*time.Hour), plannedRenewal(nb, nb.Add(6*24*time.Hour)), "6-day: half left")
+	for range 100 {
+		at := jitteredRenewal(nb, nb.Add(90*24*time.Hour))
+		require.False(t, at.After(nb.Add(60*24*time.Hour)))
+		require.True(t, at.After(nb.Add(58*24*time.Hour)))
+	}
+}
+
+func TestApplyWindow(t *testing.T) {
+	now := time.Now().UTC()
+	fresh := func() *paths.CertEntry {
+		return &paths.CertEntry{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour), RenewAt: now.Add(59 * 24 * time.Hour)}
+	}
+	c := fresh()
+	require.NotEmpty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(48 * time.Hour), End: now.Add(24 * time.Hour)}, now), "end before start")
+	require.Equal(t, fresh().RenewAt, c.RenewAt)
+	require.NotEmpty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(100 * 24 * time.Hour), End: now.Add(101 * 24 * time.Hour)}, now), "after expiry")
+
+	c = fresh()
+	require.Empty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(-2 * time.Hour), End: now.Add(-time.Hour)}, now))
+	require.Equal(t, now, c.RenewAt, "a window in the past means now")
+
+	c = fresh()
+	c.LastEarlyRenewal = now.Add(-time.Hour)
+	require.NotEmpty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(-2 * time.Hour), End: now.Add(-time.Hour)}, now),
+		"a second early window right after an early renewal is ignored")
+
+	c = fresh()
+	w := &acme.RenewalWindow{Start: now.Add(50 * 24 * time.Hour), End: now.Add(52 * 24 * time.Hour), RetryAfter: 3 * time.Hour}
+	require.Empty(t, applyWindow(c, w, now))
+	require.False(t, c.RenewAt.Before(w.Start) || c.RenewAt.After(w.End))
+	require.Equal(t, now.Add(3*time.Hour), c.ARICheckAt)
+}
+
+func TestARIInterval(t *testing.T) {
+	day90 := 90 * 24 * time.Hour
+	require.Equal(t, 12*time.Hour, ariInterval(0, day90))
+	require.Equal(t, time.Minute, ariInterval(time.Second, day90), "Retry-After is clamped up")
+	require.Equal(t, 24*time.Hour, ariInterval(7*24*time.Hour, day90), "and down")
+	require.Equal(t, 30*time.Second, ariInterval(0, 5*time.Minute), "a tenth of a short life")
+}
+
+// issueOne writes certs/web and returns its stored entry.
+func issueOne(t *testing.T, b *backend, s logical.Storage) *paths.CertEntry {
+	t.Helper()
+	setup(t, b, s)
+	resp := request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
+	require.Equal(t, paths.StatusValid, resp.Data["status"], resp.Data["last_error"])
+	c, err := paths.LoadCert(context.Background(), s, "web")
+	require.NoError(t, err)
+	return c
+}
+
+func setRenewAt(t *testing.T, s logical.Storage, name string, at time.Time) {
+	t.Helper()
+	c, err := paths.LoadCert(context.Background(), s, name)
+	require.NoError(t, err)
+	c.RenewAt = at
+	require.NoError(t, paths.StoreCert(context.Background(), s, name, c))
+}
+
+func waitJobs(t *testing.T, b *backend, name string) {
+	t.Helper()
+	b.jobsMu.Lock()
+	j := b.jobs[name]
+	b.jobsMu.Unlock()
+	if j == nil {
+		return
+	}
+	select {
+	case <-j.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("job for %s did not end", name)
+	}
+}
+
+func TestRenewalAtPlannedTimeWithReplaces(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	ca.window = &acme.RenewalWindow{Start: time.Now().Add(1000 * time.Hour), End: time.Now().Add(1001 * time.Hour)}
+	first := issueOne(t, b, s)
+	require.False(t, first.ARICheckAt.IsZero(), "the CA offers ARI")
+	require.Zero(t, b.dispatchDue(time.Now()), "nothing due right after issuance")
+
+	setRenewAt(t, s, "web", time.Now().Add(-time.Second))
+	b.CertificateChanged("web")
+	require.Equal(t, 1, b.dispatchDue(time.Now()))
+	waitJobs(t, b, "web")
+	c, err := paths.LoadCert(context.Background(), s, "web")
+	require.NoError(t, err)
+	require.Equal(t, 1, c.Renewals)
+	require.NotEqual(t, first.SerialNumber, c.SerialNumber)
+	require.True(t, c.RenewAt.After(time.Now().Add(58*24*time.Hour)), "the new certificate's renewal is planned anew")
+	require.EqualValues(t, 2, ca.orders.Load())
+	ca.mu.Lock()
+	require.Empty(t, ca.replaces[0])
+	require.NotEmpty(t, ca.replaces[1], "a renewal names the certificate it replaces")
+	ca.mu.Unlock()
+	require.Zero(t, b.dispatchDue(time.Now()), "renewed once per window")
+}
+
+func TestARIWindowInThePastRenewsOnce(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	ca.window = &acme.RenewalWindow{Start: time.Now().Add(-2 * time.Hour), End: time.Now().Add(-time.Hour)}
+	issueOne(t, b, s)
+	for round := range 4 {
+		c, err := paths.LoadCert(context.Background(), s, "web")
+		require.NoError(t, err)
+		c.ARICheckAt = time.Now().Add(-time.Second)
+		require.NoError(t, paths.StoreCert(context.Background(), s, "web", c))
+		b.CertificateChanged("web")
+		b.jobsMu.Lock()
+		delete(b.lastDispatch, "web")
+		b.jobsMu.Unlock()
+		b.dispatchDue(time.Now())
+		waitJobs(t, b, "web")
+		_ = round
+	}
+	require.EqualValues(t, 2, ca.orders.Load(), "a CA that keeps saying 'renew now' gets one early renewal, not a loop")
+}
+
+func TestRenewalFailureBacksOffAndKeepsServing(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	first := issueOne(t, b, s)
+	setRenewAt(t, s, "web", time.Now().Add(-time.Second))
+	ca.fail = &acme.Error{Kind: acme.ErrRateLimited, RetryAfter: 2 * time.Hour}
+	b.CertificateChanged("web")
+	require.Equal(t, 1, b.dispatchDue(time.Now()))
+	waitJobs(t, b, "web")
+
+	read := request(t, b, s, logical.ReadOperation, "certs/web", nil)
+	require.Equal(t, first.SerialNumber, read.Data["serial_number"], "the current certificate is still served")
+	require.Equal(t, paths.StatusValid, read.Data["status"])
+	require.Equal(t, 1, read.Data["attempts"])
+	require.NotEmpty(t, read.Data["last_error"])
+	next := read.Data["next_attempt_at"].(time.Time)
+	require.WithinDuration(t, time.Now().Add(2*time.Hour), next, time.Minute, "rateLimited honours Retry-After")
+	require.Zero(t, b.dispatchDue(time.Now().Add(time.Hour)), "no attempt before Retry-After")
+
+	status := request(t, b, s, logical.ReadOperation, "status/certs", nil)
+	require.Equal(t, []string{"web"}, status.Data["failing"])
+
+	// A forced renewal clears the backoff.
+	ca.fail = nil
+	resp := request(t, b, s, logical.UpdateOperation, "certs/web/renew", nil)
+	require.Equal(t, paths.StatusValid, resp.Data["status"])
+	c, err := paths.LoadCert(context.Background(), s, "web")
+	require.NoError(t, err)
+	require.Equal(t, 0, c.Attempts)
+	require.Equal(t, 1, c.Renewals)
+}
+
+func TestResumeRecordedOrder(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	ca.fail = errors.New("connection reset")
+	request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
+	rec, err := loadOrder(context.Background(), s, "web")
+	require.NoError(t, err)
+	require.NotNil(t, rec, "the order is recorded as soon as it exists")
+
+	ca.fail = nil
+	var resumed atomic.Value
+	ca.onObtain = func(req acme.OrderRequest) { resumed.Store(req.ResumeOrderURL) }
+	request(t, b, s, logical.UpdateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
+	require.Equal(t, rec.OrderURL, resumed.Load(), "the next attempt resumes the recorded order")
+	c, err := paths.LoadCert(context.Background(), s, "web")
+	require.NoError(t, err)
+	key, err := acme.ParseKey(c.PrivateKey)
+	require.NoError(t, err)
+	recKey, err := acme.ParseKey(rec.PrivateKey)
+	require.NoError(t, err)
+	require.True(t, publicKeysEqual(key.Public(), recKey.Public()), "with the recorded key")
+}
+
+// recordingSolver counts presented and removed records.
+type recordingSolver struct {
+	mu      sync.Mutex
+	present map[string]bool
+}
+
+func (r *recordingSolver) Present(_ context.Context, domain, token, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.present[domain+"/"+token] = true
+	return nil
+}
+func (r *recordingSolver) CleanUp(_ context.Context, domain, token, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.present, domain+"/"+token)
+	return nil
+}
+func (r *recordingSolver) WaitPropagation(context.Context, string, string) error { return nil }
+
+type oneSolverFactory struct {
+	fakeSolvers
+	s solvers.Solver
+}
+
+func (f *oneSolverFactory) Solver(context.Context, string, solvers.DNSConfig) (solvers.Solver, error) {
+	return f.s, nil
+}
+
+func TestWALRollbackRemovesLeftoverRecord(t *testing.T) {
+	b, s, _ := getTestBackend(t)
+	setup(t, b, s)
+	rec := &recordingSolver{present: map[string]bool{}}
+	b.solvers = &oneSolverFactory{s: rec}
+	w := b.walSolver("web", "ns", rec)
+	ctx := context.Background()
+	require.NoError(t, w.Present(ctx, "www.example.com", "tok1", "tok1.thumb"))
+	require.NoError(t, w.Present(ctx, "example.com", "tok2", "tok2.thumb"))
+	require.NoError(t, w.CleanUp(ctx, "example.com", "tok2", "tok2.thumb"))
+	ids, err := framework.ListWAL(ctx, s)
+	require.NoError(t, err)
+	require.Len(t, ids, 1, "a cleaned-up record leaves no WAL entry")
+
+	// A second backend instance (the plugin restarted after a kill) rolls the leftover back.
+	b2, _, _ := getTestBackend(t)
+	b2.storage, b2.solvers = s, &oneSolverFactory{s: rec}
+	entry, err := framework.GetWAL(ctx, s, ids[0])
+	require.NoError(t, err)
+	require.NoError(t, b2.walRollback(ctx, &logical.Request{Storage: s}, entry.Kind, entry.Data))
+	require.Empty(t, rec.present)
+
+	// The same instance keeps the entry while the certificate's job runs.
+	b.jobsMu.Lock()
+	b.jobs["web"] = &job{done: make(chan struct{})}
+	b.jobsMu.Unlock()
+	require.Error(t, b.walRollback(ctx, &logical.Request{Storage: s}, entry.Kind, entry.Data))
+	b.jobsMu.Lock()
+	delete(b.jobs, "web")
+	b.jobsMu.Unlock()
+}
+
+func TestScheduleRebuiltFromStorage(t *testing.T) {
+	b, s, _ := getTestBackend(t)
+	ctx := context.Background()
+	for i := range 50 {
+		c := &paths.CertEntry{Role: "web", Domains: []string{"www.example.com"}, Generation: 1, IssuedGeneration: 1, Certificate: "x",
+			Status: paths.StatusValid, RenewAt: time.Now().Add(time.Duration(i-10) * time.Hour), NotAfter: time.Now().Add(1000 * time.Hour)}
+		require.NoError(t, paths.StoreCert(ctx, s, fmt.Sprintf("team-%d/cert-%d", i%3, i), c))
+	}
+	require.NoError(t, b.loadSchedule(ctx, s))
+	require.Len(t, b.sched.summaries(), 50)
+	due := b.sched.popDue(time.Now())
+	require.Len(t, due, 11, "renew_at at -10h … 0h are due")
+}

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const teamPolicy = `
+path "%[1]s/certs/%[2]s/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+path "%[1]s/certs/" {
+  capabilities = ["list"]
+}
+`
+
+// teamToken creates policy <team> and a real token carrying it (from auth/token/create).
+func teamToken(t *testing.T, root *vaultapi.Client, team string) *vaultapi.Client {
+	t.Helper()
+	require.NoError(t, root.Sys().PutPolicy(team, fmt.Sprintf(teamPolicy, Mount, team)))
+	r := MustWrite(t, root, "auth/token/create", map[string]any{
+		"policies":          []string{team},
+		"no_default_policy": true,
+		"ttl":               "1h",
+		"display_name":      team,
+	})
+	var parsed struct {
+		Auth struct {
+			ClientToken string   `json:"client_token"`
+			Policies    []string `json:"policies"`
+		} `json:"auth"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &parsed))
+	require.NotEmpty(t, parsed.Auth.ClientToken)
+	require.Equal(t, []string{team}, parsed.Auth.Policies)
+	c, err := env.Client(parsed.Auth.ClientToken)
+	require.NoError(t, err)
+	return c
+}
+
+// TestTenancy: a team's token can only manage certificates under its own prefix, only through
+// roles whose allowed_cert_names match, only for its domains, and cannot touch configuration.
+func TestTenancy(t *testing.T) {
+	root := env.RootClient(t)
+	env.CreateAccount(t, root, "tenancy-acct", nil)
+	env.CreateDNS(t, root, "tenancy-dns", nil)
+	for _, team := range []string{"team-a", "team-b"} {
+		CreateRole(t, root, team, map[string]any{
+			"account":            "tenancy-acct",
+			"dns":                "tenancy-dns",
+			"allowed_domains":    team + "." + env.Zone,
+			"allow_subdomains":   true,
+			"allowed_cert_names": team + "/*",
+		})
+	}
+	a := teamToken(t, root, "team-a")
+	b := teamToken(t, root, "team-b")
+
+	t.Run("own prefix: write and read", func(t *testing.T) {
+		cert := IssueCert(t, a, "team-a/app", map[string]any{"role": "team-a", "domains": "app.team-a." + env.Zone}, 3*time.Minute)
+		assert.Equal(t, []string{"app.team-a." + env.Zone}, cert.Leaf.DNSNames)
+		assert.Contains(t, List(t, a, Mount+"/certs/team-a"), "app")
+		assert.Contains(t, List(t, a, Mount+"/certs"), "team-a/")
+	})
+
+	t.Run("other team's prefix is 403", func(t *testing.T) {
+		for _, op := range []struct {
+			method string
+			path   string
+			data   map[string]any
+		}{
+			{http.MethodPut, "certs/team-b/app", map[string]any{"role": "team-b", "domains": "app.team-b." + env.Zone}},
+			{http.MethodPut, "certs/team-b/app", map[string]any{"role": "team-a", "domains": "app.team-a." + env.Zone}},
+			{http.MethodGet, "certs/team-b/app", nil},
+			{"LIST", "certs/team-b", nil},
+			{http.MethodDelete, "certs/team-b/app", nil},
+			{http.MethodGet, "certs/team-a-evil/app", nil},
+		} {
+			r := MustDo(t, a, op.method, Mount+"/"+op.path, op.data)
+			assert.Equal(t, http.StatusForbidden, r.Status, "team-a %s %s: %s", op.method, op.path, r)
+		}
+		r := MustDo(t, b, http.MethodGet, Mount+"/certs/team-a/app", nil)
+		assert.Equal(t, http.StatusForbidden, r.Status, "team-b reads team-a's certificate: %s", r)
+	})
+
+	t.Run("role of the other team is 400", func(t *testing.T) {
+		r := MustDo(t, a, http.MethodPut, Mount+"/certs/team-a/x", map[string]any{
+			"role": "team-b", "domains": "x.team-b." + env.Zone, "wait": "0s",
+		})
+		assert.Equal(t, http.StatusBadRequest, r.Status, "%s", r)
+		assert.NotEmpty(t, r.ErrorText())
+		assertNotStored(t, root, "team-a/x")
+	})
+
+	t.Run("domain of the other team is 400", func(t *testing.T) {
+		r := MustDo(t, a, http.MethodPut, Mount+"/certs/team-a/y", map[string]any{
+			"role": "team-a", "domains": "y.team-b." + env.Zone, "wait": "0s",
+		})
+		assert.Equal(t, http.StatusBadRequest, r.Status, "%s", r)
+		assert.Contains(t, r.ErrorText(), "y.team-b."+env.Zone)
+		assertNotStored(t, root, "team-a/y")
+	})
+
+	t.Run("configuration is 403", func(t *testing.T) {
+		for _, op := range []struct {
+			method string
+			path   string
+			data   map[string]any
+		}{
+			{http.MethodGet, "config/dns/tenancy-dns", nil},
+			{http.MethodPut, "config/dns/evil", env.DNSData(nil)},
+			{"LIST", "config/dns", nil},
+			{http.MethodGet, "accounts/tenancy-acct", nil},
+			{http.MethodPut, "accounts/evil", env.AccountData(t, nil)},
+			{"LIST", "accounts", nil},
+			{http.MethodDelete, "accounts/tenancy-acct", nil},
+			{http.MethodGet, "roles/team-a", nil},
+			{http.MethodPut, "roles/team-a", map[string]any{"account": "tenancy-acct", "dns": "tenancy-dns", "allowed_domains": "evil.test", "allowed_cert_names": "*"}},
+			{"LIST", "roles", nil},
+		} {
+			r := MustDo(t, a, op.method, Mount+"/"+op.path, op.data)
+			assert.Equal(t, http.StatusForbidden, r.Status, "team-a %s %s: %s", op.method, op.path, r)
+		}
+		// Nothing changed.
+		role := MustDo(t, root, http.MethodGet, Mount+"/roles/team-a", nil)
+		require.Equal(t, http.StatusOK, role.Status)
+		assert.Equal(t, []string{"team-a." + env.Zone}, asStrings(role.Data["allowed_domains"]))
+	})
+}
+
+// assertNotStored checks that certs/<name> is neither readable (404) nor listed.
+func assertNotStored(t *testing.T, root *vaultapi.Client, name string) {
+	t.Helper()
+	r := MustDo(t, root, http.MethodGet, Mount+"/certs/"+name, nil)
+	assert.Equal(t, http.StatusNotFound, r.Status, "certs/%s must not exist: %s", name, r)
+	dir, leaf := "", name
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		dir, leaf = "/"+name[:i], name[i+1:]
+	}
+	assert.NotContains(t, List(t, root, Mount+"/certs"+dir), leaf, "certs%s must not list %s", dir, leaf)
+}
