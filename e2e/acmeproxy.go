@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -53,6 +54,7 @@ type ACMEProxy struct {
 	newOrders    int
 	requests     map[string]int // "METHOD path" -> count
 	fault        Fault
+	orderBodies  []map[string]any // decoded JWS payloads of new-order requests
 }
 
 // Fault may answer a request instead of the upstream server. It returns true when it has written
@@ -116,7 +118,11 @@ func NewACMEProxy(upstreamBase string, upstreamRootsPEM []byte) (*ACMEProxy, err
 			p.mu.Lock()
 			p.requests[r.Method+" "+r.URL.Path]++
 			f := p.fault
+			isNewOrder := r.Method == http.MethodPost && r.URL.Path == p.newOrderPath
 			p.mu.Unlock()
+			if isNewOrder {
+				p.recordOrderPayload(r)
+			}
 			if f != nil && f(w, r) {
 				return
 			}
@@ -160,12 +166,48 @@ func (p *ACMEProxy) NewOrderPath() string {
 	return p.newOrderPath
 }
 
+// NewOrderPayloads returns the decoded JWS payloads of every new-order request seen (including
+// ones the upstream refused), e.g. to check a renewal's "replaces" field.
+func (p *ACMEProxy) NewOrderPayloads() []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]map[string]any(nil), p.orderBodies...)
+}
+
+// recordOrderPayload decodes the flattened JWS of a new-order request and keeps its payload. The
+// body is put back for the upstream.
+func (p *ACMEProxy) recordOrderPayload(r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	var jws struct {
+		Payload string `json:"payload"`
+	}
+	if json.Unmarshal(body, &jws) != nil {
+		return
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(jws.Payload)
+	if err != nil {
+		return
+	}
+	var payload map[string]any
+	if json.Unmarshal(raw, &payload) != nil {
+		return
+	}
+	p.mu.Lock()
+	p.orderBodies = append(p.orderBodies, payload)
+	p.mu.Unlock()
+}
+
 // Reset zeroes the counters.
 func (p *ACMEProxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.newOrders = 0
 	p.requests = map[string]int{}
+	p.orderBodies = nil
 }
 
 // SetFault installs (or with nil removes) a fault hook.
@@ -214,6 +256,41 @@ func Delay(pathPrefix string, d time.Duration) Fault {
 		}
 		return false
 	}
+}
+
+// Unreachable returns a Fault that drops the connection of every request, as if the CA could not
+// be reached.
+func Unreachable() Fault {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return true
+			}
+		}
+		writeProblem(w, http.StatusServiceUnavailable, "urn:ietf:params:acme:error:serverInternal", "acmeproxy: injected outage", 0)
+		return true
+	}
+}
+
+// Hold returns a Fault that holds every request whose method and path match (path prefix) until
+// release is called, and a channel closed when the first such request arrives. A crash test kills
+// the plugin while a request is held.
+func Hold(method, pathPrefix string) (f Fault, seen <-chan struct{}, release func()) {
+	seenCh, releaseCh := make(chan struct{}), make(chan struct{})
+	var seenOnce, releaseOnce sync.Once
+	f = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != method || !strings.HasPrefix(r.URL.Path, pathPrefix) {
+			return false
+		}
+		seenOnce.Do(func() { close(seenCh) })
+		select {
+		case <-releaseCh:
+		case <-r.Context().Done():
+		}
+		return false
+	}
+	return f, seenCh, func() { releaseOnce.Do(func() { close(releaseCh) }) }
 }
 
 func writeProblem(w http.ResponseWriter, status int, typ, detail string, retryAfter time.Duration) {
