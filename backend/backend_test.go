@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
@@ -151,10 +152,15 @@ func getTestBackend(t *testing.T) (*backend, logical.Storage, *fakeCA) {
 	return b.(*backend), conf.StorageView, ca
 }
 
+// request runs one request and checks every successful response against the path's declared
+// OpenAPI response schema.
 func request(t *testing.T, b *backend, s logical.Storage, op logical.Operation, path string, data map[string]any) *logical.Response {
 	t.Helper()
 	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: s})
 	require.NoError(t, err, path)
+	if resp != nil && !resp.IsError() && resp.Data[logical.HTTPStatusCode] == nil {
+		schema.ValidateResponse(t, schema.GetResponseSchema(t, b.Route(path), op), resp, true)
+	}
 	return resp
 }
 

@@ -39,15 +39,7 @@ type AccountEntry struct {
 
 // LoadAccount returns the account stored under name, or nil.
 func LoadAccount(ctx context.Context, s logical.Storage, name string) (*AccountEntry, error) {
-	var a AccountEntry
-	ok, err := getEntry(ctx, s, AccountPrefix+name, &a)
-	if err != nil {
-		return nil, fmt.Errorf("load account %q: %w", name, err)
-	}
-	if !ok {
-		return nil, nil
-	}
-	return &a, nil
+	return loadEntry[AccountEntry](ctx, s, AccountPrefix, name, "account")
 }
 
 var accountFields = map[string]*framework.FieldSchema{
@@ -73,40 +65,15 @@ var accountReadFields = fieldsOf(accountFields, "directory_url", "contact", "key
 
 func accountPaths(e Engine) []*framework.Path {
 	h := &accountHandler{engine: e, locks: locksutil.CreateLocks()}
-	return []*framework.Path{
-		{
-			Pattern:      AccountPrefix + "?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "accounts"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listEntries(AccountPrefix), Summary: "List ACME accounts.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
-			},
-			HelpSynopsis:    pathAccountsListHelpSyn,
-			HelpDescription: pathAccountsListHelpDesc,
-		},
-		{
-			Pattern:        AccountPrefix + framework.GenericNameRegex("name"),
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "account"},
-			Fields:         accountFields,
-			ExistenceCheck: existence(AccountPrefix),
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Register an ACME account at its CA.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: accountReadFields}}}},
-				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Update an ACME account's contact or CA bundle.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: accountReadFields}}}},
-				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read an ACME account (never its key).",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: accountReadFields}}}},
-				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete an ACME account from Vault.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: noContent},
-			},
-			HelpSynopsis:    pathAccountsHelpSyn,
-			HelpDescription: pathAccountsHelpDesc,
-		},
-	}
+	return resource{
+		prefix: AccountPrefix, singular: "account", plural: "accounts",
+		fields: accountFields, readFields: accountReadFields,
+		write: h.write, read: h.read, del: h.delete,
+		listSum: "List ACME accounts.", createSum: "Register an ACME account at its CA.",
+		updateSum: "Update an ACME account's contact or CA bundle.", readSum: "Read an ACME account (never its key).",
+		deleteSum: "Delete an ACME account from Vault.",
+		listSyn:   pathAccountsListHelpSyn, listDesc: pathAccountsListHelpDesc, syn: pathAccountsHelpSyn, desc: pathAccountsHelpDesc,
+	}.paths()
 }
 
 type accountHandler struct {
@@ -308,19 +275,8 @@ func sameAccountValue(a *AccountEntry, field, v string) bool {
 }
 
 func (h *accountHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	users, err := rolesUsing(ctx, req.Storage, func(r *RoleEntry) bool { return r.Account == name })
-	if err != nil {
-		return nil, err
-	}
-	if len(users) > 0 {
-		return logical.ErrorResponse("account %q is used by role(s) %s: change or delete them first", name, strings.Join(users, ", ")), nil
-	}
-	if err := req.Storage.Delete(ctx, AccountPrefix+name); err != nil {
-		return nil, fmt.Errorf("delete account %q: %w", name, err)
-	}
-	h.engine.AccountChanged(name)
-	return nil, nil
+	return deleteUnlessUsed(ctx, req.Storage, AccountPrefix, d.Get("name").(string), "account",
+		func(r *RoleEntry, name string) bool { return r.Account == name }, h.engine.AccountChanged)
 }
 
 // caErrorResponse turns a failure talking to the CA into a response: the CA's refusal or an

@@ -91,15 +91,7 @@ func (c *CertEntry) Current() bool {
 
 // LoadCert returns the certificate stored under name, or nil.
 func LoadCert(ctx context.Context, s logical.Storage, name string) (*CertEntry, error) {
-	var c CertEntry
-	ok, err := getEntry(ctx, s, CertPrefix+name, &c)
-	if err != nil {
-		return nil, fmt.Errorf("load certificate %q: %w", name, err)
-	}
-	if !ok {
-		return nil, nil
-	}
-	return &c, nil
+	return loadEntry[CertEntry](ctx, s, CertPrefix, name, "certificate")
 }
 
 // StoreCert writes the certificate entry.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -69,15 +68,7 @@ func (c *DNSConfigEntry) Covers(domain string) bool {
 
 // LoadDNSConfig returns the DNS configuration stored under name, or nil.
 func LoadDNSConfig(ctx context.Context, s logical.Storage, name string) (*DNSConfigEntry, error) {
-	var c DNSConfigEntry
-	ok, err := getEntry(ctx, s, DNSConfigPrefix+name, &c)
-	if err != nil {
-		return nil, fmt.Errorf("load DNS configuration %q: %w", name, err)
-	}
-	if !ok {
-		return nil, nil
-	}
-	return &c, nil
+	return loadEntry[DNSConfigEntry](ctx, s, DNSConfigPrefix, name, "DNS configuration")
 }
 
 var dnsConfigFields = map[string]*framework.FieldSchema{
@@ -97,40 +88,15 @@ var dnsConfigReadFields = fieldsOf(dnsConfigFields, "provider", "credential_keys
 
 func dnsConfigPaths(e Engine) []*framework.Path {
 	h := &dnsConfigHandler{engine: e, locks: locksutil.CreateLocks()}
-	return []*framework.Path{
-		{
-			Pattern:      DNSConfigPrefix + "?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "dns-configs"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listEntries(DNSConfigPrefix), Summary: "List DNS-01 configurations.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
-			},
-			HelpSynopsis:    pathDNSConfigListHelpSyn,
-			HelpDescription: pathDNSConfigListHelpDesc,
-		},
-		{
-			Pattern:        DNSConfigPrefix + framework.GenericNameRegex("name"),
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "dns-config"},
-			Fields:         dnsConfigFields,
-			ExistenceCheck: existence(DNSConfigPrefix),
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Create a DNS-01 configuration.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: dnsConfigReadFields}}}},
-				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Update a DNS-01 configuration.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: dnsConfigReadFields}}}},
-				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read a DNS-01 configuration (credential names only).",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: dnsConfigReadFields}}}},
-				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete a DNS-01 configuration.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: noContent},
-			},
-			HelpSynopsis:    pathDNSConfigHelpSyn,
-			HelpDescription: pathDNSConfigHelpDesc,
-		},
-	}
+	return resource{
+		prefix: DNSConfigPrefix, singular: "dns-config", plural: "dns-configs",
+		fields: dnsConfigFields, readFields: dnsConfigReadFields,
+		write: h.write, read: h.read, del: h.delete,
+		listSum: "List DNS-01 configurations.", createSum: "Create a DNS-01 configuration.",
+		updateSum: "Update a DNS-01 configuration.", readSum: "Read a DNS-01 configuration (credential names only).",
+		deleteSum: "Delete a DNS-01 configuration.",
+		listSyn:   pathDNSConfigListHelpSyn, listDesc: pathDNSConfigListHelpDesc, syn: pathDNSConfigHelpSyn, desc: pathDNSConfigHelpDesc,
+	}.paths()
 }
 
 type dnsConfigHandler struct {
@@ -302,19 +268,8 @@ func parseResolvers(in []string) ([]string, string) {
 }
 
 func (h *dnsConfigHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	users, err := rolesUsing(ctx, req.Storage, func(r *RoleEntry) bool { return r.DNS == name })
-	if err != nil {
-		return nil, err
-	}
-	if len(users) > 0 {
-		return logical.ErrorResponse("DNS configuration %q is used by role(s) %s: change or delete them first", name, strings.Join(users, ", ")), nil
-	}
-	if err := req.Storage.Delete(ctx, DNSConfigPrefix+name); err != nil {
-		return nil, fmt.Errorf("delete DNS configuration %q: %w", name, err)
-	}
-	h.engine.DNSConfigChanged(name)
-	return nil, nil
+	return deleteUnlessUsed(ctx, req.Storage, DNSConfigPrefix, d.Get("name").(string), "DNS configuration",
+		func(r *RoleEntry, name string) bool { return r.DNS == name }, h.engine.DNSConfigChanged)
 }
 
 const (

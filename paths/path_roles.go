@@ -3,7 +3,6 @@ package paths
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -67,15 +66,7 @@ func (r *RoleEntry) AllowsCertName(name string) bool {
 
 // LoadRole returns the role stored under name, or nil.
 func LoadRole(ctx context.Context, s logical.Storage, name string) (*RoleEntry, error) {
-	var r RoleEntry
-	ok, err := getEntry(ctx, s, RolePrefix+name, &r)
-	if err != nil {
-		return nil, fmt.Errorf("load role %q: %w", name, err)
-	}
-	if !ok {
-		return nil, nil
-	}
-	return &r, nil
+	return loadEntry[RoleEntry](ctx, s, RolePrefix, name, "role")
 }
 
 // rolesUsing returns the names of the roles for which match is true.
@@ -97,6 +88,25 @@ func rolesUsing(ctx context.Context, s logical.Storage, match func(*RoleEntry) b
 	return out, nil
 }
 
+// deleteUnlessUsed deletes the entry prefix+name unless a role uses it (usedBy), and then tells
+// the engine (changed). A used entry gets a 400 naming the roles.
+func deleteUnlessUsed(ctx context.Context, s logical.Storage, prefix, name, what string,
+	usedBy func(r *RoleEntry, name string) bool, changed func(name string),
+) (*logical.Response, error) {
+	users, err := rolesUsing(ctx, s, func(r *RoleEntry) bool { return usedBy(r, name) })
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return logical.ErrorResponse("%s %q is used by role(s) %s: change or delete them first", what, name, strings.Join(users, ", ")), nil
+	}
+	if err := s.Delete(ctx, prefix+name); err != nil {
+		return nil, fmt.Errorf("delete %s %q: %w", what, name, err)
+	}
+	changed(name)
+	return nil, nil
+}
+
 var roleFields = map[string]*framework.FieldSchema{
 	"name":                        {Type: framework.TypeString, Required: true, Description: "Name of the role."},
 	"account":                     {Type: framework.TypeString, Description: "ACME account (accounts/<name>) that orders certificates of this role."},
@@ -115,40 +125,13 @@ var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e, locks: locksutil.CreateLocks()}
-	return []*framework.Path{
-		{
-			Pattern:      RolePrefix + "?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listEntries(RolePrefix), Summary: "List roles.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
-			},
-			HelpSynopsis:    pathRolesListHelpSyn,
-			HelpDescription: pathRolesListHelpDesc,
-		},
-		{
-			Pattern:        RolePrefix + framework.GenericNameRegex("name"),
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
-			Fields:         roleFields,
-			ExistenceCheck: existence(RolePrefix),
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Create a role.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: roleReadFields}}}},
-				logical.UpdateOperation: &framework.PathOperation{Callback: h.write, Summary: "Update a role.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: roleReadFields}}}},
-				logical.ReadOperation: &framework.PathOperation{Callback: h.read, Summary: "Read a role.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: roleReadFields}}}},
-				logical.DeleteOperation: &framework.PathOperation{Callback: h.delete, Summary: "Delete a role.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
-					Responses: noContent},
-			},
-			HelpSynopsis:    pathRolesHelpSyn,
-			HelpDescription: pathRolesHelpDesc,
-		},
-	}
+	return resource{
+		prefix: RolePrefix, singular: "role", plural: "roles",
+		fields: roleFields, readFields: roleReadFields,
+		write: h.write, read: h.read, del: h.delete,
+		listSum: "List roles.", createSum: "Create a role.", updateSum: "Update a role.", readSum: "Read a role.", deleteSum: "Delete a role.",
+		listSyn: pathRolesListHelpSyn, listDesc: pathRolesListHelpDesc, syn: pathRolesHelpSyn, desc: pathRolesHelpDesc,
+	}.paths()
 }
 
 type roleHandler struct {

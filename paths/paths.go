@@ -10,6 +10,7 @@ package paths
 import (
 	"context"
 	"crypto"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -73,6 +74,66 @@ func Paths(e Engine) []*framework.Path {
 // them in PathsSpecial.SealWrapStorage.
 func SealWrapPrefixes() []string {
 	return []string{AccountPrefix, DNSConfigPrefix, CertPrefix}
+}
+
+// resource describes a stored resource with list, create, update, read and delete under
+// prefix: accounts, DNS configurations and roles share this shape.
+type resource struct {
+	prefix             string // storage and path prefix, e.g. "accounts/"
+	singular, plural   string // OpenAPI operation suffixes
+	fields, readFields map[string]*framework.FieldSchema
+	write, read, del   framework.OperationFunc
+	// summaries of the list, create, update, read and delete operations.
+	listSum, createSum, updateSum, readSum, deleteSum string
+	listSyn, listDesc, syn, desc                      string
+}
+
+// paths returns the list path and the entry path of the resource. Operations that change storage
+// or talk to a CA are forwarded from performance standbys and secondaries.
+func (r resource) paths() []*framework.Path {
+	ok := map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: r.readFields}}}
+	op := func(cb framework.OperationFunc, summary, verb string, forward bool, responses map[int][]framework.Response) *framework.PathOperation {
+		return &framework.PathOperation{Callback: cb, Summary: summary, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: verb},
+			ForwardPerformanceStandby: forward, ForwardPerformanceSecondary: forward, Responses: responses}
+	}
+	return []*framework.Path{
+		{
+			Pattern:      r.prefix + "?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: r.plural},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: op(listEntries(r.prefix), r.listSum, "list", false, listResponses),
+			},
+			HelpSynopsis:    r.listSyn,
+			HelpDescription: r.listDesc,
+		},
+		{
+			Pattern:        r.prefix + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: r.singular},
+			Fields:         r.fields,
+			ExistenceCheck: existence(r.prefix),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: op(r.write, r.createSum, "write", true, ok),
+				logical.UpdateOperation: op(r.write, r.updateSum, "write", true, ok),
+				logical.ReadOperation:   op(r.read, r.readSum, "read", false, ok),
+				logical.DeleteOperation: op(r.del, r.deleteSum, "delete", true, noContent),
+			},
+			HelpSynopsis:    r.syn,
+			HelpDescription: r.desc,
+		},
+	}
+}
+
+// loadEntry returns the JSON entry stored at prefix+name as a *T, or nil when there is none.
+func loadEntry[T any](ctx context.Context, s logical.Storage, prefix, name, what string) (*T, error) {
+	var v T
+	ok, err := getEntry(ctx, s, prefix+name, &v)
+	if err != nil {
+		return nil, fmt.Errorf("load %s %q: %w", what, name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &v, nil
 }
 
 // existence returns an ExistenceCheck for entries stored under prefix+name. A name that is not
