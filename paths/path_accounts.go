@@ -67,8 +67,10 @@ func accountPaths(e Engine) []*framework.Path {
 	h := &accountHandler{engine: e, locks: locksutil.CreateLocks()}
 	return resource{
 		prefix: AccountPrefix, singular: "account", plural: "accounts",
-		fields: accountFields, readFields: accountReadFields,
-		write: h.write, read: h.read, del: h.delete,
+		fields: fieldsOf(accountFields, "name", "directory_url", "contact", "key_type", "terms_of_service_agreed",
+			"eab_kid", "eab_hmac_key", "ca_bundle", "private_key"),
+		readFields: accountReadFields,
+		write:      h.write, read: h.read, del: h.delete,
 		listSum: "List ACME accounts.", createSum: "Register an ACME account at its CA.",
 		updateSum: "Update an ACME account's contact or CA bundle.", readSum: "Read an ACME account (never its key).",
 		deleteSum: "Delete an ACME account from Vault.",

@@ -160,7 +160,7 @@ func certPaths(e Engine) []*framework.Path {
 		{
 			Pattern:        CertPrefix + "(?P<name>.*[^/])$",
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
-			Fields:         certFields,
+			Fields:         fieldsOf(certFields, "name", "role", "domains", "key_type", "profile", "wait"),
 			ExistenceCheck: existence(CertPrefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Declare a certificate and issue it.",

@@ -90,8 +90,10 @@ func dnsConfigPaths(e Engine) []*framework.Path {
 	h := &dnsConfigHandler{engine: e, locks: locksutil.CreateLocks()}
 	return resource{
 		prefix: DNSConfigPrefix, singular: "dns-config", plural: "dns-configs",
-		fields: dnsConfigFields, readFields: dnsConfigReadFields,
-		write: h.write, read: h.read, del: h.delete,
+		fields: fieldsOf(dnsConfigFields, "name", "provider", "credentials", "zones", "resolvers", "propagation_timeout",
+			"polling_interval", "ttl"),
+		readFields: dnsConfigReadFields,
+		write:      h.write, read: h.read, del: h.delete,
 		listSum: "List DNS-01 configurations.", createSum: "Create a DNS-01 configuration.",
 		updateSum: "Update a DNS-01 configuration.", readSum: "Read a DNS-01 configuration (credential names only).",
 		deleteSum: "Delete a DNS-01 configuration.",
