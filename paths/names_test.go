@@ -2,6 +2,7 @@ package paths
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -121,6 +122,44 @@ func FuzzCanonicalDomain(f *testing.F) {
 		}
 		if len(out) > maxDomainLength || strings.Count(out, "*") > 1 || out != strings.ToLower(out) {
 			t.Fatalf("bad canonical form %q of %q", out, in)
+		}
+	})
+}
+
+// FuzzValidateCertName checks that accepted certificate names are safe storage keys.
+func FuzzValidateCertName(f *testing.F) {
+	for _, s := range []string{"web", "team-a/www", "a/../b", "x/renew", "a//b", "A.b_c-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if ValidateCertName(name) != nil {
+			return
+		}
+		for _, seg := range strings.Split(name, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				t.Fatalf("accepted %q with segment %q", name, seg)
+			}
+		}
+		if strings.HasSuffix(name, "/renew") || strings.HasSuffix(name, "/revoke") || len(name) > maxCertNameLength {
+			t.Fatalf("accepted %q", name)
+		}
+	})
+}
+
+// FuzzParseResolvers checks that accepted resolvers are always ip:port.
+func FuzzParseResolvers(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "192.0.2.1:5353", "[2001:db8::1]:53", "2001:db8::1", "dns.example", "1.2.3.4:99999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, msg := parseResolvers([]string{in})
+		if msg != "" {
+			return
+		}
+		for _, r := range out {
+			if _, err := netip.ParseAddrPort(r); err != nil {
+				t.Fatalf("accepted %q as %q", in, r)
+			}
 		}
 	})
 }
