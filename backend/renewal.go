@@ -39,7 +39,8 @@ func decide(c *paths.CertEntry, now time.Time) action {
 		return actNone
 	case !c.Current():
 		return actIssue
-	case c.ForceRenewal || !now.Before(c.RenewAt):
+	case c.ForceRenewal || c.Attempts > 0 || !now.Before(c.RenewAt):
+		// A failed renewal is retried when its backoff ends, wherever renew_at has moved since.
 		return actRenew
 	case !c.ARICheckAt.IsZero() && !now.Before(c.ARICheckAt):
 		return actARI

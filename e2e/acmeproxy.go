@@ -130,6 +130,8 @@ func NewACMEProxy(upstreamBase string, upstreamRootsPEM []byte) (*ACMEProxy, err
 		}),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
+		// HTTP/1.1 only, so that the Unreachable fault can drop connections (HTTP/2 cannot hijack).
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	go func() { _ = p.server.ServeTLS(ln, "", "") }()
 	return p, nil
