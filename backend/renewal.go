@@ -94,12 +94,22 @@ func applyWindow(c *paths.CertEntry, w *acme.RenewalWindow, now time.Time) strin
 	if !w.End.After(w.Start) || !w.Start.Before(c.NotAfter) {
 		return "malformed window"
 	}
-	end := w.End
-	if end.After(c.NotAfter) {
-		end = c.NotAfter
+	if w.Start.Equal(c.ARIWindowStart) && w.End.Equal(c.ARIWindowEnd) {
+		// The same window as before: keep the point already drawn from it, so that repeated checks
+		// do not pull the renewal towards the window's start.
+		return ""
 	}
-	at := w.Start
-	if span := end.Sub(w.Start); span > 0 {
+	// Never plan a renewal in the last tenth of the life: leave time to retry before expiry.
+	latest := c.NotAfter.Add(-life / 10)
+	start, end := w.Start, w.End
+	if end.After(latest) {
+		end = latest
+	}
+	if start.After(end) {
+		start = end
+	}
+	at := start
+	if span := end.Sub(start); span > 0 {
 		at = at.Add(time.Duration(rand.Int64N(int64(span))))
 	}
 	if at.Before(now) {

@@ -83,6 +83,13 @@ func TestApplyWindow(t *testing.T) {
 	require.Empty(t, applyWindow(c, w, now))
 	require.False(t, c.RenewAt.Before(w.Start) || c.RenewAt.After(w.End))
 	require.Equal(t, now.Add(3*time.Hour), c.ARICheckAt)
+	drawn := c.RenewAt
+	require.Empty(t, applyWindow(c, w, now.Add(3*time.Hour)))
+	require.Equal(t, drawn, c.RenewAt, "the same window again keeps the point drawn from it")
+
+	c = fresh()
+	require.Empty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(88 * 24 * time.Hour), End: now.Add(91 * 24 * time.Hour)}, now))
+	require.False(t, c.RenewAt.After(c.NotAfter.Add(-9*24*time.Hour)), "never in the last tenth of the life")
 }
 
 func TestARIInterval(t *testing.T) {

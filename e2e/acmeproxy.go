@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -54,7 +55,16 @@ type ACMEProxy struct {
 	newOrders    int
 	requests     map[string]int // "METHOD path" -> count
 	fault        Fault
-	orderBodies  []map[string]any // decoded JWS payloads of new-order requests
+	orderBodies  []map[string]any // decoded JWS payloads of accepted (201) new-order requests
+	orderTimes   []time.Time      // when each accepted new-order request arrived
+}
+
+// orderPayloadKey carries a new-order request's decoded payload and arrival time to modifyResponse.
+type orderPayloadKey struct{}
+
+type orderPayload struct {
+	at      time.Time
+	payload map[string]any
 }
 
 // Fault may answer a request instead of the upstream server. It returns true when it has written
@@ -121,7 +131,7 @@ func NewACMEProxy(upstreamBase string, upstreamRootsPEM []byte) (*ACMEProxy, err
 			isNewOrder := r.Method == http.MethodPost && r.URL.Path == p.newOrderPath
 			p.mu.Unlock()
 			if isNewOrder {
-				p.recordOrderPayload(r)
+				r = r.WithContext(context.WithValue(r.Context(), orderPayloadKey{}, &orderPayload{at: time.Now(), payload: decodeJWSPayload(r)}))
 			}
 			if f != nil && f(w, r) {
 				return
@@ -168,39 +178,45 @@ func (p *ACMEProxy) NewOrderPath() string {
 	return p.newOrderPath
 }
 
-// NewOrderPayloads returns the decoded JWS payloads of every new-order request seen (including
-// ones the upstream refused), e.g. to check a renewal's "replaces" field.
+// NewOrderPayloads returns the decoded JWS payloads of the new-order requests the upstream
+// accepted (201), in order, e.g. to check a renewal's "replaces" field. Requests it refused (such
+// as Pebble's deliberate badNonce rejections, which clients retry) are not included.
 func (p *ACMEProxy) NewOrderPayloads() []map[string]any {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]map[string]any(nil), p.orderBodies...)
 }
 
-// recordOrderPayload decodes the flattened JWS of a new-order request and keeps its payload. The
-// body is put back for the upstream.
-func (p *ACMEProxy) recordOrderPayload(r *http.Request) {
+// NewOrderTimes returns when each accepted new-order request arrived, in order.
+func (p *ACMEProxy) NewOrderTimes() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.orderTimes...)
+}
+
+// decodeJWSPayload returns the payload of a flattened-JSON JWS request body, and puts the body back
+// for the upstream.
+func decodeJWSPayload(r *http.Request) map[string]any {
 	body, err := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
-		return
+		return nil
 	}
 	var jws struct {
 		Payload string `json:"payload"`
 	}
 	if json.Unmarshal(body, &jws) != nil {
-		return
+		return nil
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(jws.Payload)
 	if err != nil {
-		return
+		return nil
 	}
 	var payload map[string]any
 	if json.Unmarshal(raw, &payload) != nil {
-		return
+		return nil
 	}
-	p.mu.Lock()
-	p.orderBodies = append(p.orderBodies, payload)
-	p.mu.Unlock()
+	return payload
 }
 
 // Reset zeroes the counters.
@@ -210,6 +226,7 @@ func (p *ACMEProxy) Reset() {
 	p.newOrders = 0
 	p.requests = map[string]int{}
 	p.orderBodies = nil
+	p.orderTimes = nil
 }
 
 // SetFault installs (or with nil removes) a fault hook.
@@ -348,6 +365,10 @@ func (p *ACMEProxy) modifyResponse(resp *http.Response) error {
 		p.mu.Lock()
 		if req.URL.Path == p.newOrderPath {
 			p.newOrders++
+			if op, ok := req.Context().Value(orderPayloadKey{}).(*orderPayload); ok {
+				p.orderBodies = append(p.orderBodies, op.payload)
+				p.orderTimes = append(p.orderTimes, op.at)
+			}
 		}
 		p.mu.Unlock()
 	}

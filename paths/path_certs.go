@@ -454,14 +454,19 @@ const maxReadTTL = 4 * time.Hour
 // certificate is stored.
 const minReadTTL = 5 * time.Second
 
-// readTTL returns the seconds until the reader should read again (the next planned renewal, or
-// the next attempt after a failure) and the certificate's renewal interval. consul-template and
+// readTTL returns the seconds until the reader should read again (the next planned renewal, the
+// next attempt after a failure, or just after the next ARI check, which may move the renewal
+// earlier) and the certificate's renewal interval. consul-template and
 // Vault Agent re-read a secret carrying rotation_period after ttl seconds, so they pick up a
 // renewal right after it happens instead of at 90% of the old certificate's life.
 func readTTL(c *CertEntry, now time.Time) (ttl, rotation int64) {
 	next := c.RenewAt
 	if c.Attempts > 0 && c.NextAttemptAt.After(next) {
 		next = c.NextAttemptAt
+	}
+	if !c.ARICheckAt.IsZero() && c.ARICheckAt.Before(next) {
+		// The CA's renewal window may move the renewal earlier: come back right after the check.
+		next = c.ARICheckAt.Add(time.Second)
 	}
 	d := next.Sub(now)
 	if c.ForceRenewal || d < minReadTTL {
