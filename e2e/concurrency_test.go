@@ -20,14 +20,7 @@ func TestConcurrentReadsOrderOnce(t *testing.T) {
 	proxy := env.NewPebbleProxy(t)
 	id := Unique("conc")
 	domain := id + "." + env.Zone
-	is := env.SetupIssuer(t, c, id, map[string]any{
-		"directory_url": proxy.DirectoryURL(env.PebbleDirectory),
-		"ca_bundle":     string(proxy.CAPEM),
-	}, map[string]any{
-		"allowed_domains":    domain,
-		"allow_bare_domains": true,
-		"allowed_cert_names": id,
-	})
+	is := env.SetupProxiedIssuer(t, c, proxy, id, "default")
 	require.Greater(t, proxy.Requests(http.MethodPost, "/sign-me-up"), 0, "account registration went through the proxy")
 	require.Equal(t, 0, proxy.NewOrders(), "no order before the certificate write")
 

@@ -36,7 +36,7 @@ func TestCrashAfterFinalizeResumesOrder(t *testing.T) {
 	proxy := env.NewPebbleProxy(t)
 	id := Unique("crashfin")
 	domain := id + "." + env.Zone
-	is := setupProxiedIssuer(t, env, c, proxy, id, "default")
+	is := env.SetupProxiedIssuer(t, c, proxy, id, "default")
 
 	var log requestLog
 	hold, seen, release := Hold(http.MethodPost, "/certZ/")
@@ -90,7 +90,7 @@ func TestWALRemovesLeftoverRecord(t *testing.T) {
 	id := Unique("walrec")
 	domain := id + "." + env.Zone
 	record := "_acme-challenge." + domain
-	is := setupProxiedIssuer(t, env, c, proxy, id, "default")
+	is := env.SetupProxiedIssuer(t, c, proxy, id, "default")
 
 	hold, seen, release := Hold(http.MethodPost, "/chalZ/")
 	defer release()

@@ -36,7 +36,7 @@ func TestRenewalSurvivesCAOutage(t *testing.T) {
 	proxy := env.NewPebbleProxy(t)
 	id := Unique("outage")
 	domain := id + "." + env.Zone
-	is := setupProxiedIssuer(t, env, c, proxy, id, "shortlived")
+	is := env.SetupProxiedIssuer(t, c, proxy, id, "shortlived")
 	first := IssueCert(t, c, id, map[string]any{"role": is.Role, "domains": domain}, 2*time.Minute)
 	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
 	require.Less(t, life, 10*time.Minute, "profile shortlived gives a 300 s certificate, got %s", life)
@@ -105,7 +105,7 @@ func TestRateLimitedHonoursRetryAfter(t *testing.T) {
 	proxy := env.NewPebbleProxy(t)
 	id := Unique("ratelim")
 	domain := id + "." + env.Zone
-	is := setupProxiedIssuer(t, env, c, proxy, id, "default") // 90 days: nothing renews by itself
+	is := env.SetupProxiedIssuer(t, c, proxy, id, "default") // 90 days: nothing renews by itself
 	first := IssueCert(t, c, id, map[string]any{"role": is.Role, "domains": domain}, 2*time.Minute)
 	orderPath := proxy.NewOrderPath()
 
@@ -150,23 +150,6 @@ func TestRateLimitedHonoursRetryAfter(t *testing.T) {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the fault, crash and HA tests
-
-// setupProxiedIssuer makes account, DNS config and role <id> (certificate name <id> or <id>/*,
-// domain <id>.<zone> and names under it) whose account talks to the CA through proxy, with
-// profile.
-func setupProxiedIssuer(t testing.TB, e *Env, c *vaultapi.Client, proxy *ACMEProxy, id, profile string) Issuer {
-	t.Helper()
-	return e.SetupIssuer(t, c, id, map[string]any{
-		"directory_url": proxy.DirectoryURL(e.PebbleDirectory),
-		"ca_bundle":     string(proxy.CAPEM),
-	}, map[string]any{
-		"allowed_domains":    id + "." + e.Zone,
-		"allow_bare_domains": true,
-		"allow_subdomains":   true,
-		"allowed_cert_names": id + "," + id + "/*",
-		"profile":            profile,
-	})
-}
 
 // readCertOK reads certs/<name> and requires 200.
 func readCertOK(t testing.TB, c *vaultapi.Client, name string) *Resp {

@@ -44,7 +44,7 @@ func TestHAOnlyActiveRenews(t *testing.T) {
 
 	proxy := env.NewPebbleProxy(t)
 	id := Unique("ha")
-	is := setupProxiedIssuer(t, cl.nodeEnv(first), c, proxy, id, "shortlived")
+	is := cl.nodeEnv(first).SetupProxiedIssuer(t, c, proxy, id, "shortlived")
 	names := []string{id + "/a", id + "/b", id + "/c"}
 	type track struct {
 		serials  []string

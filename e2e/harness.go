@@ -691,3 +691,20 @@ func SerialMatches(s string, cert *x509.Certificate) bool {
 	clean := strings.TrimLeft(strings.NewReplacer(":", "", "-", "", " ", "").Replace(strings.ToLower(strings.TrimSpace(s))), "0")
 	return clean != "" && (clean == cert.SerialNumber.Text(16) || clean == strings.TrimLeft(cert.SerialNumber.Text(10), "0"))
 }
+
+// SetupProxiedIssuer makes account, DNS config and role <id> (certificate name <id> or <id>/*,
+// domain <id>.<zone> and names under it) whose account talks to the CA through proxy, with
+// profile.
+func (e *Env) SetupProxiedIssuer(t testing.TB, c *vaultapi.Client, proxy *ACMEProxy, id, profile string) Issuer {
+	t.Helper()
+	return e.SetupIssuer(t, c, id, map[string]any{
+		"directory_url": proxy.DirectoryURL(e.PebbleDirectory),
+		"ca_bundle":     string(proxy.CAPEM),
+	}, map[string]any{
+		"allowed_domains":    id + "." + e.Zone,
+		"allow_bare_domains": true,
+		"allow_subdomains":   true,
+		"allowed_cert_names": id + "," + id + "/*",
+		"profile":            profile,
+	})
+}

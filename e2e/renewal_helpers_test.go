@@ -34,17 +34,7 @@ const ShortlivedProfile = "shortlived"
 // account talks to the CA through proxy.
 func setupShortlived(t testing.TB, c *vaultapi.Client, id string, proxy *ACMEProxy) (Issuer, string) {
 	t.Helper()
-	domain := id + "." + env.Zone
-	is := env.SetupIssuer(t, c, id, map[string]any{
-		"directory_url": proxy.DirectoryURL(env.PebbleDirectory),
-		"ca_bundle":     string(proxy.CAPEM),
-	}, map[string]any{
-		"allowed_domains":    domain,
-		"allow_bare_domains": true,
-		"allowed_cert_names": id,
-		"profile":            ShortlivedProfile,
-	})
-	return is, domain
+	return env.SetupProxiedIssuer(t, c, proxy, id, ShortlivedProfile), id + "." + env.Zone
 }
 
 // ---------------------------------------------------------------------------------------------
