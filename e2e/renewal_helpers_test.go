@@ -65,21 +65,13 @@ func readCertPlan(t testing.TB, c *vaultapi.Client, name string) certRead {
 		At:       at,
 		Cert:     cert,
 		Serial:   cert.Leaf.SerialNumber.Text(16),
-		RenewAt:  parseTimeField(t, r.Data, "renew_at"),
-		IssuedAt: parseTimeField(t, r.Data, "issued_at"),
+		RenewAt:  timeField(t, r.Data, "renew_at"),
+		IssuedAt: timeField(t, r.Data, "issued_at"),
 		Renewals: asInt64(t, r.Data["renewals"]),
 		TTL:      asInt64(t, r.Data["ttl"]),
 		Rotation: asInt64(t, r.Data["rotation_period"]),
 		Status:   fmt.Sprint(r.Data["status"]),
 	}
-}
-
-func parseTimeField(t testing.TB, data map[string]any, key string) time.Time {
-	t.Helper()
-	s, _ := data[key].(string)
-	ts, err := time.Parse(time.RFC3339Nano, s)
-	require.NoError(t, err, "field %s = %v", key, data[key])
-	return ts
 }
 
 // ---------------------------------------------------------------------------------------------

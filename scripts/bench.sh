@@ -7,18 +7,10 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export LE_PLUGIN_BIN="${LE_PLUGIN_BIN:-$REPO/bin/plugins/vault-plugin-secrets-letsencrypt}"
-export LE_PLUGIN_VERSION="${LE_PLUGIN_VERSION:-v0.1.0}"
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+le_prepare bench
 export LE_BENCH_N="${LE_BENCH_N:-5}"
-LEGO_VERSION="v4.35.2"
-
-if [ ! -f "$LE_PLUGIN_BIN" ]; then
-  echo "bench: plugin binary not found at $LE_PLUGIN_BIN: run 'make build'" >&2
-  exit 1
-fi
-
-LE_TOOLS_DIR="$(bash "$REPO/scripts/tools.sh" vault pebble bind | tail -n 1)"
-export LE_TOOLS_DIR
 
 bash "$REPO/scripts/tools.sh" lego >/dev/null
 export LE_LEGO_BIN="$LE_TOOLS_DIR/bin/lego"

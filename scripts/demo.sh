@@ -7,16 +7,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="$REPO/.demo"
-export LE_PLUGIN_BIN="${LE_PLUGIN_BIN:-$REPO/bin/plugins/vault-plugin-secrets-letsencrypt}"
-export LE_PLUGIN_VERSION="${LE_PLUGIN_VERSION:-v0.1.0}"
-
-if [ ! -f "$LE_PLUGIN_BIN" ]; then
-  echo "demo: plugin binary not found at $LE_PLUGIN_BIN: run 'make build'" >&2
-  exit 1
-fi
-
-LE_TOOLS_DIR="$(bash "$REPO/scripts/tools.sh" vault pebble bind | tail -n 1)"
-export LE_TOOLS_DIR
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+le_prepare demo
 
 bash "$REPO/scripts/env-up.sh" "$STATE_DIR"
 set -E

@@ -9,17 +9,9 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export LE_PLUGIN_BIN="${LE_PLUGIN_BIN:-$REPO/bin/plugins/vault-plugin-secrets-letsencrypt}"
-export LE_PLUGIN_VERSION="${LE_PLUGIN_VERSION:-v0.1.0}"
-
-if [ ! -f "$LE_PLUGIN_BIN" ]; then
-  echo "e2e: plugin binary not found at $LE_PLUGIN_BIN: run 'make build'" >&2
-  exit 1
-fi
-
-# Vault (built from source once, cached), Pebble and BIND 9.
-LE_TOOLS_DIR="$(bash "$REPO/scripts/tools.sh" vault pebble bind | tail -n 1)"
-export LE_TOOLS_DIR
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+le_prepare e2e
 
 echo "e2e: plugin $LE_PLUGIN_BIN ($LE_PLUGIN_VERSION), tools in $LE_TOOLS_DIR" >&2
 cd "$REPO/e2e"
