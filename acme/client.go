@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v4/acme/api"
+	"github.com/hashicorp/go-cleanhttp"
 )
 
 // Directory URLs behind the aliases users may give instead of a URL.
@@ -23,27 +22,32 @@ const (
 	LetsEncryptStagingURL = "https://acme-staging-v02.api.letsencrypt.org/directory"
 )
 
-// ResolveDirectoryURL expands the aliases "letsencrypt" and "letsencrypt-staging" and checks that
-// anything else is an absolute https URL.
+// ResolveDirectoryURL expands the aliases "letsencrypt" and "letsencrypt-staging" (case-insensitive)
+// and checks that anything else is an absolute https URL without user information. Errors are
+// *ValidationError.
 func ResolveDirectoryURL(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	switch strings.ToLower(s) {
 	case "":
-		return "", errors.New("directory_url is required: give the ACME directory URL, or letsencrypt / letsencrypt-staging")
+		return "", invalid(nil, "directory_url is required: give the ACME directory URL, or letsencrypt / letsencrypt-staging")
 	case "letsencrypt":
 		return LetsEncryptURL, nil
 	case "letsencrypt-staging":
 		return LetsEncryptStagingURL, nil
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		return "", fmt.Errorf("directory_url %q is not an https URL: give the CA's ACME directory URL (https://…), or letsencrypt / letsencrypt-staging", s)
+	if err == nil && u.User != nil {
+		// Not echoed: the URL holds a password, or what may be one.
+		return "", invalid(nil, "directory_url must not hold a user name or password: give the CA's ACME directory URL (https://…), or letsencrypt / letsencrypt-staging")
+	}
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", invalid(nil, "directory_url %q is not an https URL: give the CA's ACME directory URL (https://…), or letsencrypt / letsencrypt-staging", s)
 	}
 	return u.String(), nil
 }
 
 // ParseCABundle parses PEM certificates to trust for a CA's HTTPS endpoint. An empty bundle yields
-// a nil pool (use the system roots).
+// a nil pool (use the system roots). Errors are *ValidationError.
 func ParseCABundle(bundle string) (*x509.CertPool, error) {
 	if strings.TrimSpace(bundle) == "" {
 		return nil, nil
@@ -51,6 +55,8 @@ func ParseCABundle(bundle string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	rest := []byte(bundle)
 	n := 0
+	// Block by block rather than pool.AppendCertsFromPEM, which skips what it cannot parse and
+	// cannot say which block is bad.
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -58,17 +64,17 @@ func ParseCABundle(bundle string) (*x509.CertPool, error) {
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("ca_bundle holds a %q PEM block: give only CERTIFICATE blocks", block.Type)
+			return nil, invalid(nil, "ca_bundle holds a %q PEM block: give only CERTIFICATE blocks", block.Type)
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("ca_bundle certificate %d does not parse: %v", n+1, err)
+			return nil, invalid(nil, "ca_bundle certificate %d does not parse: %v", n+1, err)
 		}
 		pool.AddCert(cert)
 		n++
 	}
 	if n == 0 || strings.TrimSpace(string(rest)) != "" {
-		return nil, errors.New("ca_bundle is not a list of PEM certificates (-----BEGIN CERTIFICATE-----)")
+		return nil, invalid(nil, "ca_bundle is not a list of PEM certificates (-----BEGIN CERTIFICATE-----)")
 	}
 	return pool, nil
 }
@@ -91,23 +97,30 @@ type Options struct {
 	UserAgent string
 	// RequestTimeout bounds one HTTP exchange with the CA (default 30 s).
 	RequestTimeout time.Duration
-	// Transport overrides the HTTP transport (tests). Its TLS settings are used as they are.
+	// Transport overrides the HTTP transport (tests). It is used as it is: Account.CABundle is
+	// then ignored.
 	Transport http.RoundTripper
 }
 
-// Client talks to one CA as one account. It is safe for concurrent use; each Client has its own
-// HTTP client and trust roots, and shares nothing with other clients.
+// Client talks to one CA as one account; each Client has its own HTTP client and trust roots, and
+// shares nothing with other clients.
+//
+// Register sets the account URL that every later request is signed with, so it must finish before
+// other methods are called on the same Client. Apart from that, a Client is safe for concurrent use.
 type Client struct {
 	acct    Account
 	core    *api.Core
 	headers *headerTracker
 	http    *http.Client
+	base    http.RoundTripper // the transport under headerTracker, for Close
 }
 
 // Dial fetches the CA's directory and returns a client for acct. acct.URL may be empty to register.
+// A bad acct.CABundle yields a *ValidationError; failures to fetch the directory are classified
+// like every other CA error (*Error).
 func Dial(acct Account, opts Options) (*Client, error) {
 	if acct.Key == nil {
-		return nil, errors.New("acme: dial: account has no key")
+		return nil, invalid(nil, "dial: account has no key")
 	}
 	httpClient, tracker, err := newHTTPClient(acct.CABundle, opts)
 	if err != nil {
@@ -117,15 +130,22 @@ func Dial(acct Account, opts Options) (*Client, error) {
 	if ua == "" {
 		ua = "vault-plugin-secrets-letsencrypt"
 	}
+	// api.New replaces httpClient.Transport by an HTTPS-only wrapper around tracker.
 	core, err := api.New(httpClient, ua, acct.DirectoryURL, acct.URL, acct.Key)
 	if err != nil {
 		return nil, classifyTransport(fmt.Errorf("acme: fetch directory %s: %w", acct.DirectoryURL, err))
 	}
-	return &Client{acct: acct, core: core, headers: tracker, http: httpClient}, nil
+	return &Client{acct: acct, core: core, headers: tracker, http: httpClient, base: tracker.next}, nil
 }
 
-// Close releases idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+// Close releases idle connections to the CA. The Client stays usable.
+func (c *Client) Close() {
+	// Not c.http.CloseIdleConnections: lego and headerTracker wrap the transport in round trippers
+	// that do not pass the call on.
+	if ci, ok := c.base.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
 
 // TermsOfService returns the CA's terms-of-service URL from its directory, if it has one.
 func (c *Client) TermsOfService() string { return c.core.GetDirectory().Meta.TermsOfService }
@@ -133,6 +153,8 @@ func (c *Client) TermsOfService() string { return c.core.GetDirectory().Meta.Ter
 // SupportsRenewalInfo reports whether the CA offers ARI (RFC 9773).
 func (c *Client) SupportsRenewalInfo() bool { return c.core.GetDirectory().RenewalInfo != "" }
 
+// newHTTPClient builds the client's own HTTP client: go-cleanhttp's pooled transport (never shared
+// with another client) trusting only the bundle's roots, or the system roots when bundle is empty.
 func newHTTPClient(bundle string, opts Options) (*http.Client, *headerTracker, error) {
 	timeout := opts.RequestTimeout
 	if timeout <= 0 {
@@ -144,53 +166,93 @@ func newHTTPClient(bundle string, opts Options) (*http.Client, *headerTracker, e
 		if err != nil {
 			return nil, nil, err
 		}
-		rt = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: timeout,
-			MaxIdleConnsPerHost:   8,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     true,
-		}
+		t := cleanhttp.DefaultPooledTransport()
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		t.ResponseHeaderTimeout = timeout
+		rt = t
 	}
-	tracker := &headerTracker{next: rt, retryAfter: map[string]string{}}
+	tracker := newHeaderTracker(rt)
 	return &http.Client{Transport: tracker, Timeout: timeout}, tracker, nil
 }
 
+// retryAfterMaxEntries caps the number of URLs headerTracker remembers. Only URLs being polled
+// right now matter, so this is far above what a busy mount needs.
+const retryAfterMaxEntries = 1024
+
 // headerTracker remembers the last Retry-After header the CA sent for each URL, because lego's
 // acme/api drops it for orders and authorizations.
+//
+// An entry is forgotten once the time the CA asked us to wait for has passed, and at most
+// retryAfterMaxEntries entries are kept (those that end soonest go first), so URLs that are never
+// asked again (renewal information, finished orders) do not accumulate.
 type headerTracker struct {
-	next       http.RoundTripper
-	mu         sync.Mutex
-	retryAfter map[string]string
+	next http.RoundTripper
+	now  func() time.Time
+
+	mu sync.Mutex
+	// until maps a URL to the time before which the CA asked not to be asked again.
+	until map[string]time.Time
 }
 
+func newHeaderTracker(next http.RoundTripper) *headerTracker {
+	return &headerTracker{next: next, now: time.Now, until: map[string]time.Time{}}
+}
+
+// RoundTrip passes the request on and records the response's Retry-After for the request's URL.
 func (t *headerTracker) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		return resp, err
 	}
-	key := req.URL.String()
-	t.mu.Lock()
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		t.retryAfter[key] = v
-	} else {
-		delete(t.retryAfter, key)
-	}
-	t.mu.Unlock()
+	t.record(req.URL.String(), resp.Header.Get("Retry-After"))
 	return resp, nil
 }
 
-// RetryAfter returns how long the CA asked to wait before asking rawURL again (0 if it did not).
-func (t *headerTracker) RetryAfter(rawURL string) time.Duration {
+func (t *headerTracker) record(key, header string) {
+	d, err := api.ParseRetryAfter(header)
+	now := t.now()
 	t.mu.Lock()
-	v := t.retryAfter[rawURL]
+	defer t.mu.Unlock()
+	if err != nil || d <= 0 {
+		delete(t.until, key)
+		return
+	}
+	// Prune on every insertion: the map is small, so the scan costs little next to the HTTP
+	// exchange that caused it.
+	for k, u := range t.until {
+		if !now.Before(u) {
+			delete(t.until, k)
+		}
+	}
+	t.until[key] = now.Add(d)
+	for len(t.until) > retryAfterMaxEntries {
+		var victim string
+		var soonest time.Time
+		for k, u := range t.until {
+			if victim == "" || u.Before(soonest) {
+				victim, soonest = k, u
+			}
+		}
+		delete(t.until, victim)
+	}
+}
+
+// RetryAfter returns how much longer the CA asked us to wait before asking rawURL again: the
+// Retry-After of its last answer for rawURL minus the time since (0 if it sent none).
+func (t *headerTracker) RetryAfter(rawURL string) time.Duration {
+	now := t.now()
+	t.mu.Lock()
+	u, ok := t.until[rawURL]
 	t.mu.Unlock()
-	d, err := api.ParseRetryAfter(v)
-	if err != nil || d < 0 {
+	if !ok || !now.Before(u) {
 		return 0
 	}
-	return d
+	return u.Sub(now)
+}
+
+// size returns the number of remembered URLs (tests).
+func (t *headerTracker) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.until)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -13,8 +12,8 @@ import (
 	"github.com/go-acme/lego/v4/acme/api"
 )
 
-// Sentinel errors. Errors returned by this package wrap one of these when it applies, so callers
-// classify with errors.Is.
+// Sentinel errors for failures talking to the CA. Such errors are *Error values whose Kind is one
+// of these, so callers classify with errors.Is and read details with errors.As.
 var (
 	// ErrRejected means the CA refused the request for a reason the caller must fix (malformed
 	// input, unauthorized or rejected identifier, CAA, missing external account binding, …).
@@ -24,7 +23,9 @@ var (
 	ErrRateLimited = errors.New("acme: rate limited by the CA")
 	// ErrUntrustedCA means the CA's HTTPS certificate did not verify against the account's roots.
 	ErrUntrustedCA = errors.New("acme: the CA's HTTPS certificate is not trusted")
-	// ErrUnreachable means the CA could not be reached or answered with a server error; retry later.
+	// ErrUnreachable means the CA could not be reached, answered with a server error or with
+	// something that is not ACME, or did not finish an order or validation within the poll
+	// timeout; retry later.
 	ErrUnreachable = errors.New("acme: the CA is unreachable or failing")
 	// ErrChallengeFailed means the CA could not validate a challenge (for example the DNS record
 	// was not visible to it).
@@ -39,7 +40,8 @@ type Error struct {
 	ProblemType string
 	// Detail is the CA's human-readable problem detail.
 	Detail string
-	// RetryAfter is how long the CA asked us to wait (rate limits), zero when unknown.
+	// RetryAfter is how long the CA asked us to wait (rate limits, polls it wanted to slow down),
+	// zero when unknown.
 	RetryAfter time.Duration
 	err        error
 }
@@ -75,13 +77,40 @@ func RetryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// problem types that mean "fix the request", per RFC 8555 §6.7 and RFC 9773.
+// ValidationError reports input this package cannot use: a key type name, a private key, a
+// directory URL, a CA bundle, an EAB key, a certificate without the fields ARI needs. Callers build
+// their own messages from Reason ("key_type: " + ve.Reason) instead of editing Error's text.
+type ValidationError struct {
+	// Reason says what is wrong and, where it can, what to give instead. It has no "acme: "
+	// prefix and never contains key material.
+	Reason string
+	// Kind is the sentinel the error matches with errors.Is (ErrUnknownKeyType, ErrBadKeyPEM,
+	// ErrUnsupportedKey), or nil.
+	Kind error
+}
+
+// Error returns Reason with the package prefix: "acme: " + Reason.
+func (e *ValidationError) Error() string { return "acme: " + e.Reason }
+
+// Unwrap returns Kind.
+func (e *ValidationError) Unwrap() error { return e.Kind }
+
+func invalid(kind error, format string, args ...any) *ValidationError {
+	return &ValidationError{Reason: fmt.Sprintf(format, args...), Kind: kind}
+}
+
+// problemNS prefixes every RFC 8555 problem type. lego exports constants for only three full
+// types (acme.BadNonceErr, acme.RateLimitedErr, acme.AlreadyReplacedErr; the first two are used
+// below), so the others are matched by their short names.
+const problemNS = "urn:ietf:params:acme:error:"
+
+// callerProblems are problem types that mean "fix the request" (RFC 8555 §6.7, RFC 9773 §5).
 var callerProblems = map[string]bool{
 	"malformed": true, "invalidContact": true, "unsupportedContact": true,
 	"externalAccountRequired": true, "rejectedIdentifier": true, "caa": true,
 	"unauthorized": true, "badCSR": true, "badPublicKey": true, "badSignatureAlgorithm": true,
 	"userActionRequired": true, "unsupportedIdentifier": true, "accountDoesNotExist": true,
-	"badRevocationReason": true, "alreadyRevoked": true, "orderNotReady": false,
+	"badRevocationReason": true, "alreadyRevoked": true, "alreadyReplaced": true,
 }
 
 // challengeProblems are reported when validation itself failed.
@@ -89,7 +118,8 @@ var challengeProblems = map[string]bool{
 	"dns": true, "connection": true, "incorrectResponse": true, "tls": true,
 }
 
-// classify wraps err in an *Error with its kind. Errors that are already classified pass through.
+// classify wraps err in an *Error with its kind. Errors that are already classified pass through;
+// errors without a problem document are classified by classifyTransport.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -105,29 +135,31 @@ func classify(err error) error {
 			err: fmt.Errorf("%w (retry after %s)", err, d.Round(time.Second))}
 	}
 	var pd *acme.ProblemDetails
-	if errors.As(err, &pd) {
-		short := strings.TrimPrefix(pd.Type, "urn:ietf:params:acme:error:")
-		e := &Error{ProblemType: pd.Type, Detail: pd.Detail, err: err}
-		switch {
-		case short == "rateLimited":
-			e.Kind = ErrRateLimited
-		case callerProblems[short]:
-			e.Kind = ErrRejected
-		case challengeProblems[short]:
-			e.Kind = ErrChallengeFailed
-		case pd.HTTPStatus >= 500 || short == "serverInternal" || short == "badNonce":
-			e.Kind = ErrUnreachable
-		case pd.HTTPStatus >= 400:
-			e.Kind = ErrRejected
-		default:
-			e.Kind = ErrUnreachable
-		}
-		return e
+	if !errors.As(err, &pd) {
+		return classifyTransport(err)
 	}
-	return classifyTransport(err)
+	short := strings.TrimPrefix(pd.Type, problemNS)
+	e := &Error{ProblemType: pd.Type, Detail: pd.Detail, err: err}
+	switch {
+	case pd.Type == acme.RateLimitedErr: // without lego's RateLimitedError wrapper (status not 429)
+		e.Kind = ErrRateLimited
+	case callerProblems[short]:
+		e.Kind = ErrRejected
+	case challengeProblems[short]:
+		e.Kind = ErrChallengeFailed
+	case pd.HTTPStatus >= 500 || short == "serverInternal" || pd.Type == acme.BadNonceErr:
+		e.Kind = ErrUnreachable
+	case pd.HTTPStatus >= 400:
+		e.Kind = ErrRejected
+	default:
+		e.Kind = ErrUnreachable
+	}
+	return e
 }
 
-// classifyTransport recognises TLS trust failures and network errors.
+// classifyTransport recognises TLS trust failures; any other error without a problem document
+// (connection refused, timeout, DNS failure, a body that is not ACME) means the CA is unreachable
+// or failing.
 func classifyTransport(err error) error {
 	var unknown x509.UnknownAuthorityError
 	var verify *tls.CertificateVerificationError
@@ -138,11 +170,6 @@ func classifyTransport(err error) error {
 	var pd *acme.ProblemDetails
 	if errors.As(err, &pd) {
 		return classify(err)
-	}
-	var netErr net.Error
-	var opErr *net.OpError
-	if errors.As(err, &netErr) || errors.As(err, &opErr) || strings.Contains(err.Error(), "connection refused") {
-		return &Error{Kind: ErrUnreachable, err: err}
 	}
 	return &Error{Kind: ErrUnreachable, err: err}
 }

@@ -34,10 +34,18 @@ func KeyTypes() []string {
 	return []string{string(EC256), string(EC384), string(RSA2048), string(RSA3072), string(RSA4096)}
 }
 
-// ErrUnknownKeyType is returned by ParseKeyType for a name that is not supported.
-var ErrUnknownKeyType = errors.New("acme: unknown key type")
+// Sentinels for key errors. The errors themselves are *ValidationError values whose Kind is one
+// of these.
+var (
+	// ErrUnknownKeyType means a key type name is not one of KeyTypes (ParseKeyType, Generate).
+	ErrUnknownKeyType = errors.New("acme: unknown key type")
+	// ErrUnsupportedKey means a private key parsed but its algorithm, curve or size is not one of
+	// the supported key types (KeyTypeOf, ParseKey).
+	ErrUnsupportedKey = errors.New("acme: unsupported private key")
+)
 
 // ParseKeyType returns the key type named s (case-insensitive). An empty s yields DefaultKeyType.
+// An unknown name yields a *ValidationError matching ErrUnknownKeyType.
 func ParseKeyType(s string) (KeyType, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if s == "" {
@@ -48,24 +56,33 @@ func ParseKeyType(s string) (KeyType, error) {
 			return KeyType(k), nil
 		}
 	}
-	return "", fmt.Errorf("%w %q: use one of %s", ErrUnknownKeyType, s, strings.Join(KeyTypes(), ", "))
+	return "", invalid(ErrUnknownKeyType, "unknown key type %q: use one of %s", s, strings.Join(KeyTypes(), ", "))
 }
 
-// Generate creates a new private key of this type.
+// keySpecs gives each key type's curve (EC) or modulus size (RSA); Generate and KeyTypeOf both
+// read it, so they agree.
+var keySpecs = map[KeyType]struct {
+	curve elliptic.Curve
+	bits  int
+}{
+	EC256:   {curve: elliptic.P256()},
+	EC384:   {curve: elliptic.P384()},
+	RSA2048: {bits: 2048},
+	RSA3072: {bits: 3072},
+	RSA4096: {bits: 4096},
+}
+
+// Generate creates a new private key of this type. An unknown type yields a *ValidationError
+// matching ErrUnknownKeyType.
 func (k KeyType) Generate() (crypto.Signer, error) {
-	switch k {
-	case EC256:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case EC384:
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case RSA2048:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case RSA3072:
-		return rsa.GenerateKey(rand.Reader, 3072)
-	case RSA4096:
-		return rsa.GenerateKey(rand.Reader, 4096)
+	spec, ok := keySpecs[k]
+	switch {
+	case !ok:
+		return nil, invalid(ErrUnknownKeyType, "unknown key type %q: use one of %s", string(k), strings.Join(KeyTypes(), ", "))
+	case spec.curve != nil:
+		return ecdsa.GenerateKey(spec.curve, rand.Reader)
 	default:
-		return nil, fmt.Errorf("%w %q", ErrUnknownKeyType, string(k))
+		return rsa.GenerateKey(rand.Reader, spec.bits)
 	}
 }
 
@@ -77,29 +94,26 @@ func (k KeyType) Family() string {
 	return "ec"
 }
 
-// KeyTypeOf reports the KeyType of an existing private key.
+// KeyTypeOf reports the KeyType of an existing private key. A key of no supported type yields a
+// *ValidationError matching ErrUnsupportedKey.
 func KeyTypeOf(key crypto.Signer) (KeyType, error) {
 	switch k := key.(type) {
 	case *ecdsa.PrivateKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return EC256, nil
-		case elliptic.P384():
-			return EC384, nil
+		for kt, spec := range keySpecs {
+			if spec.curve != nil && spec.curve == k.Curve {
+				return kt, nil
+			}
 		}
-		return "", errors.New("acme: unsupported elliptic curve: use P-256 or P-384")
+		return "", invalid(ErrUnsupportedKey, "unsupported elliptic curve %s: use P-256 or P-384", k.Curve.Params().Name)
 	case *rsa.PrivateKey:
-		switch k.N.BitLen() {
-		case 2048:
-			return RSA2048, nil
-		case 3072:
-			return RSA3072, nil
-		case 4096:
-			return RSA4096, nil
+		for kt, spec := range keySpecs {
+			if spec.curve == nil && spec.bits == k.N.BitLen() {
+				return kt, nil
+			}
 		}
-		return "", fmt.Errorf("acme: unsupported RSA key size %d: use 2048, 3072 or 4096 bits", k.N.BitLen())
+		return "", invalid(ErrUnsupportedKey, "unsupported RSA key size %d: use 2048, 3072 or 4096 bits", k.N.BitLen())
 	}
-	return "", errors.New("acme: unsupported key algorithm: use an EC (P-256, P-384) or RSA key")
+	return "", invalid(ErrUnsupportedKey, "unsupported key algorithm %T: use an EC (P-256, P-384) or RSA key", key)
 }
 
 // EncodeKey returns key as a PKCS #8 PEM block.
@@ -111,16 +125,27 @@ func EncodeKey(key crypto.Signer) (string, error) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }
 
-// ErrBadKeyPEM is returned by ParseKey when the input is not a usable private key. Its text never
-// contains the input.
-var ErrBadKeyPEM = errors.New("acme: not a PEM-encoded private key (PKCS #8, SEC 1 EC or PKCS #1 RSA)")
+// ErrBadKeyPEM is matched (errors.Is) by ParseKey's error when the input is not one PEM-encoded
+// private key it can decode. A key that decodes but is of an unsupported type matches
+// ErrUnsupportedKey instead.
+var ErrBadKeyPEM = errors.New("acme: " + badKeyPEMReason)
 
-// ParseKey decodes a PEM private key in PKCS #8, SEC 1 (EC) or PKCS #1 (RSA) form. Errors never
-// echo key material.
+const badKeyPEMReason = "not a PEM-encoded private key (PKCS #8, SEC 1 EC or PKCS #1 RSA)"
+
+// badKeyPEM is ParseKey's error for undecodable input. Its text never contains the input.
+func badKeyPEM() error { return &ValidationError{Reason: badKeyPEMReason, Kind: ErrBadKeyPEM} }
+
+// ParseKey decodes one PEM private key in PKCS #8, SEC 1 (EC) or PKCS #1 (RSA) form, of a supported
+// key type; an EC PARAMETERS block before the key is skipped. Errors are *ValidationError values
+// matching ErrBadKeyPEM or ErrUnsupportedKey; they never echo key material.
 func ParseKey(pemText string) (crypto.Signer, error) {
 	block, rest := pem.Decode([]byte(strings.TrimSpace(pemText)))
+	if block != nil && block.Type == "EC PARAMETERS" {
+		// "openssl ecparam -genkey" writes the curve's parameters before the key.
+		block, rest = pem.Decode(rest)
+	}
 	if block == nil || len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, ErrBadKeyPEM
+		return nil, badKeyPEM()
 	}
 	var key any
 	var err error
@@ -132,14 +157,14 @@ func ParseKey(pemText string) (crypto.Signer, error) {
 	case "RSA PRIVATE KEY":
 		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 	default:
-		return nil, ErrBadKeyPEM
+		return nil, badKeyPEM()
 	}
 	if err != nil {
-		return nil, ErrBadKeyPEM
+		return nil, badKeyPEM()
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, ErrBadKeyPEM
+		return nil, invalid(ErrUnsupportedKey, "unsupported key algorithm %T: use an EC (P-256, P-384) or RSA key", key)
 	}
 	if _, err := KeyTypeOf(signer); err != nil {
 		return nil, err
@@ -151,7 +176,7 @@ func ParseKey(pemText string) (crypto.Signer, error) {
 // is the subject's common name when it fits (64 characters).
 func CreateCSR(key crypto.Signer, domains []string) ([]byte, error) {
 	if len(domains) == 0 {
-		return nil, errors.New("acme: create CSR: no domains")
+		return nil, invalid(nil, "create CSR: no domains")
 	}
 	tmpl := &x509.CertificateRequest{DNSNames: domains}
 	if len(domains[0]) <= 64 {

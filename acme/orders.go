@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/go-acme/lego/v4/acme"
-)
+	"golang.org/x/sync/errgroup"
 
-// Solver presents and removes DNS-01 records. It is satisfied by the solvers package; domain is an
-// authorization's identifier (a wildcard name's base, without "*.").
-type Solver interface {
-	Present(ctx context.Context, domain, token, keyAuth string) error
-	CleanUp(ctx context.Context, domain, token, keyAuth string) error
-	WaitPropagation(ctx context.Context, domain, keyAuth string) error
-}
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+)
 
 // OrderRequest asks for one certificate.
 type OrderRequest struct {
@@ -33,8 +28,9 @@ type OrderRequest struct {
 	// OnOrder is called with the order URL as soon as the order exists and before any challenge
 	// or finalization, so the caller can persist it. An error aborts the issuance.
 	OnOrder func(orderURL string) error
-	// Solver answers the DNS-01 challenges.
-	Solver Solver
+	// Solver answers the DNS-01 challenges. It is given each authorization's identifier (a
+	// wildcard name's base, without "*.").
+	Solver solvers.Solver
 }
 
 // Certificate is an issued certificate as the CA delivered it.
@@ -50,11 +46,12 @@ type Certificate struct {
 
 // Obtain runs an order to completion: it creates (or resumes) the order, solves every pending
 // authorization with DNS-01, finalizes with the CSR and downloads the certificate. Authorizations
-// that share one DNS record name are solved one after another; all others in parallel.
+// that share one DNS record name are solved one after another; all others in parallel. policy
+// paces the polling; a zero PollPolicy means DefaultPollPolicy, and zero fields take their default.
+//
+// Failures from the CA are *Error values (see the sentinels); a failing Solver's error is wrapped.
 func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy) (*Certificate, error) {
-	if policy.Initial <= 0 {
-		policy = DefaultPollPolicy
-	}
+	policy = policy.withDefaults()
 	order, orderURL, err := c.openOrder(ctx, req)
 	if err != nil {
 		return nil, err
@@ -84,12 +81,14 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 	return &Certificate{OrderURL: orderURL, CertURL: order.Certificate, CertificatePEM: leaf, IssuerPEM: issuer}, nil
 }
 
-// openOrder resumes req.ResumeOrderURL when it is still usable, or creates a new order.
+// openOrder resumes req.ResumeOrderURL when the CA still has that order, it is not invalid and it
+// is for exactly req.Domains; otherwise it creates a new order and reports it to req.OnOrder.
 func (c *Client) openOrder(ctx context.Context, req OrderRequest) (acme.Order, string, error) {
 	if err := ctx.Err(); err != nil {
 		return acme.Order{}, "", err
 	}
 	if req.ResumeOrderURL != "" {
+		// Any failure to read the old order (gone, expired, CA hiccup) just means a new order.
 		o, err := c.core.Orders.Get(req.ResumeOrderURL)
 		if err == nil && o.Status != acme.StatusInvalid && sameIdentifiers(o.Identifiers, req.Domains) {
 			return o.Order, req.ResumeOrderURL, nil
@@ -100,7 +99,7 @@ func (c *Client) openOrder(ctx context.Context, req OrderRequest) (acme.Order, s
 		return acme.Order{}, "", classify(fmt.Errorf("acme: new order: %w", err))
 	}
 	if o.Location == "" {
-		return acme.Order{}, "", errors.New("acme: new order: the CA returned no order URL")
+		return acme.Order{}, "", &Error{Kind: ErrUnreachable, err: errors.New("acme: new order: the CA returned no order URL")}
 	}
 	if req.OnOrder != nil {
 		if err := req.OnOrder(o.Location); err != nil {
@@ -110,20 +109,16 @@ func (c *Client) openOrder(ctx context.Context, req OrderRequest) (acme.Order, s
 	return o.Order, o.Location, nil
 }
 
+// sameIdentifiers reports whether an order's identifiers are exactly domains, in any order.
 func sameIdentifiers(ids []acme.Identifier, domains []string) bool {
-	if len(ids) != len(domains) {
-		return false
-	}
-	want := make(map[string]bool, len(domains))
-	for _, d := range domains {
-		want[d] = true
-	}
+	got := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if !want[id.Value] {
-			return false
-		}
+		got = append(got, id.Value)
 	}
-	return true
+	want := slices.Clone(domains)
+	slices.Sort(got)
+	slices.Sort(want)
+	return slices.Equal(got, want)
 }
 
 // pendingAuthz is one authorization that needs a DNS-01 answer.
@@ -134,7 +129,7 @@ type pendingAuthz struct {
 // solveAuthorizations answers all pending authorizations. Authorizations whose records share a name
 // (example.com and *.example.com) go in separate waves, because some DNS providers replace the
 // whole record set on present.
-func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver Solver, policy PollPolicy) error {
+func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver solvers.Solver, policy PollPolicy) error {
 	var waves [][]pendingAuthz
 	for _, u := range urls {
 		authz, err := c.core.Authorizations.Get(u)
@@ -190,39 +185,49 @@ func hasDomain(wave []pendingAuthz, domain string) bool {
 }
 
 // solveWave presents every record of the wave, waits until all are visible, accepts the challenges
-// and waits until the CA has validated them. Records are removed afterwards in every case.
-func (c *Client) solveWave(ctx context.Context, wave []pendingAuthz, solver Solver, policy PollPolicy) error {
+// and waits until the CA has validated them. Every record whose Present was attempted is removed
+// afterwards, whatever happened.
+func (c *Client) solveWave(ctx context.Context, wave []pendingAuthz, solver solvers.Solver, policy PollPolicy) error {
 	if solver == nil {
-		return errors.New("acme: no DNS-01 solver configured")
+		return invalid(nil, "no DNS-01 solver configured")
 	}
-	presented := make([]bool, len(wave))
+	attempted := make([]bool, len(wave))
 	defer func() {
 		// Clean up with a context of its own: the records must go even when ctx was cancelled.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		for i, p := range wave {
-			if presented[i] {
+			if attempted[i] {
 				_ = solver.CleanUp(cctx, p.domain, p.token, p.keyAuth)
 			}
 		}
 	}()
-	err := forEach(wave, func(i int, p pendingAuthz) error {
-		if err := solver.Present(ctx, p.domain, p.token, p.keyAuth); err != nil {
-			return fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err)
-		}
-		presented[i] = true
-		return solver.WaitPropagation(ctx, p.domain, p.keyAuth)
-	})
-	if err != nil {
+	// Each errgroup's Wait returns the first error any of its goroutines returned; that also
+	// cancels gctx, so the others stop early and their (context) errors are dropped.
+	g, gctx := errgroup.WithContext(ctx)
+	for i, p := range wave {
+		attempted[i] = true // before Present: a Present that fails halfway may leave a record
+		g.Go(func() error {
+			if err := solver.Present(gctx, p.domain, p.token, p.keyAuth); err != nil {
+				return fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err)
+			}
+			return solver.WaitPropagation(gctx, p.domain, p.keyAuth) // its errors name the record
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	return forEach(wave, func(_ int, p pendingAuthz) error {
-		ch, err := c.core.Challenges.New(p.challengeURL)
-		if err != nil {
-			return classify(fmt.Errorf("acme: accept challenge for %s: %w", p.domain, err))
-		}
-		return c.waitChallenge(ctx, p, ch, policy)
-	})
+	g, gctx = errgroup.WithContext(ctx)
+	for _, p := range wave {
+		g.Go(func() error {
+			ch, err := c.core.Challenges.New(p.challengeURL)
+			if err != nil {
+				return classify(fmt.Errorf("acme: accept challenge for %s: %w", p.domain, err))
+			}
+			return c.waitChallenge(gctx, p, ch, policy)
+		})
+	}
+	return g.Wait()
 }
 
 // waitChallenge polls the challenge (whose response carries Retry-After) until it is valid.
@@ -274,15 +279,4 @@ func (c *Client) waitOrder(ctx context.Context, orderURL string, policy PollPoli
 		return false, c.headers.RetryAfter(orderURL), nil
 	})
 	return order, err
-}
-
-// forEach runs fn for every item concurrently and returns the first error.
-func forEach[T any](items []T, fn func(int, T) error) error {
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, it := range items {
-		wg.Go(func() { errs[i] = fn(i, it) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }

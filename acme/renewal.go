@@ -3,7 +3,6 @@ package acme
 import (
 	"context"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/go-acme/lego/v4/acme"
 	"github.com/go-acme/lego/v4/acme/api"
+	"github.com/go-acme/lego/v4/certificate"
 )
 
 // ErrNoRenewalInfo means the CA does not offer ARI (RFC 9773).
@@ -24,24 +24,29 @@ type RenewalWindow struct {
 	Start, End time.Time
 	// ExplanationURL points to the CA's explanation of an unusual window, if any.
 	ExplanationURL string
-	// RetryAfter is when the CA wants to be asked again (0 if it did not say).
+	// RetryAfter is how long from the answer until the CA wants to be asked again (0 if it did
+	// not say).
 	RetryAfter time.Duration
 }
 
-// ARICertID returns the RFC 9773 certificate identifier of leaf: base64url(AKI) "." base64url(serial).
+// ARICertID returns the RFC 9773 (§4.1) certificate identifier of leaf: base64url(AKI) "."
+// base64url(serial), computed by lego. A certificate without an authority key identifier, for
+// which no identifier exists, yields a *ValidationError.
 func ARICertID(leaf *x509.Certificate) (string, error) {
-	if len(leaf.AuthorityKeyId) == 0 {
-		return "", errors.New("acme: certificate has no authority key identifier")
+	if leaf == nil || len(leaf.AuthorityKeyId) == 0 {
+		return "", invalid(nil, "certificate has no authority key identifier, so it has no ARI certificate ID")
 	}
-	der, err := asn1.Marshal(leaf.SerialNumber)
-	if err != nil || len(der) < 3 {
-		return "", errors.New("acme: cannot encode the certificate's serial number")
+	id, err := certificate.MakeARICertID(leaf)
+	if err != nil {
+		return "", fmt.Errorf("acme: ARI certificate ID: %w", err)
 	}
-	// Drop the DER tag and length: ARI wants the serial's content octets only.
-	return base64.RawURLEncoding.EncodeToString(leaf.AuthorityKeyId) + "." + base64.RawURLEncoding.EncodeToString(der[2:]), nil
+	return id, nil
 }
 
-// RenewalInfo fetches the CA's suggested renewal window for leaf.
+// RenewalInfo fetches the CA's suggested renewal window for leaf. It returns ErrNoRenewalInfo when
+// the CA does not offer ARI, and an *Error for failures talking to the CA. ctx is checked before
+// the request; the request itself is bounded by Options.RequestTimeout (lego's call takes no
+// context).
 func (c *Client) RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*RenewalWindow, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -63,11 +68,18 @@ func (c *Client) RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*Rene
 		return nil, classify(fmt.Errorf("acme: read renewal info: %w", err))
 	}
 	if resp.StatusCode != http.StatusOK {
+		var pd acme.ProblemDetails
+		if json.Unmarshal(body, &pd) == nil && pd.Type != "" {
+			if pd.HTTPStatus == 0 {
+				pd.HTTPStatus = resp.StatusCode
+			}
+			return nil, classify(fmt.Errorf("acme: get renewal info: %w", &pd))
+		}
 		return nil, &Error{Kind: ErrUnreachable, err: fmt.Errorf("acme: get renewal info: HTTP %d", resp.StatusCode)}
 	}
 	var info acme.RenewalInfoResponse
 	if err := json.Unmarshal(body, &info); err != nil {
-		return nil, fmt.Errorf("acme: renewal info is not valid JSON: %w", err)
+		return nil, &Error{Kind: ErrUnreachable, err: fmt.Errorf("acme: renewal info is not valid JSON: %w", err)}
 	}
 	w := &RenewalWindow{Start: info.SuggestedWindow.Start.UTC(), End: info.SuggestedWindow.End.UTC(), ExplanationURL: info.ExplanationURL}
 	w.RetryAfter, _ = api.ParseRetryAfter(resp.Header.Get("Retry-After"))

@@ -1,8 +1,10 @@
 // Package backend is the plugin's Vault lifecycle: the Factory, the backend struct, Initialize /
-// Invalidate / Clean, the issuance orchestrator with its bounded worker pool, and the caches of
-// ACME clients. It implements paths.Engine for the HTTP API.
+// Invalidate / Clean / Periodic / WALRollback, the issuance orchestrator with its bounded worker
+// pool, the renewal scheduler, the mount's locks and the caches of ACME clients. It implements
+// paths.Engine for the HTTP API.
 //
-// It may import paths, acme and solvers. Nothing in this plugin imports backend except cmd.
+// It may import paths, storage, acme and solvers, but not lego: the CA is reached through acme,
+// DNS providers through solvers. Nothing in this plugin imports backend except cmd.
 package backend
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // Version is the plugin's semantic version, reported to Vault as RunningVersion. Release builds
@@ -71,6 +74,8 @@ type backend struct {
 	solvers solvers.Factory
 	poll    acme.PollPolicy
 	storage logical.Storage
+	// locks guard read-modify-write of this mount's entries; the API takes the same ones.
+	locks *storage.Locks
 
 	// ctx is the context of background work: created with the backend, cancelled by Clean.
 	ctx    context.Context
@@ -110,6 +115,7 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 		solvers:      opts.Solvers,
 		poll:         opts.Poll,
 		storage:      conf.StorageView,
+		locks:        storage.NewLocks(),
 		clients:      map[string]*cachedClient{},
 		jobs:         map[string]*job{},
 		lastDispatch: map[string]time.Time{},
@@ -140,13 +146,12 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 	}
 	b.slots = make(chan struct{}, workers)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	redirectLegoLog(logger)
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: SealWrapPrefixes(),
+			SealWrapStorage: storage.SealWrapPrefixes(),
 			LocalStorage:    []string{framework.WALPrefix},
 		},
 		Paths:             paths.Paths(b),
@@ -165,13 +170,9 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 	return b, nil
 }
 
-// SealWrapPrefixes lists every storage prefix that holds keys or credentials.
-func SealWrapPrefixes() []string {
-	return append(paths.SealWrapPrefixes(), OrderPrefix)
-}
-
-// initialize rebuilds the renewal schedule from storage and starts the scheduler. It runs when
-// the mount is set up or Vault is unsealed, on the active node.
+// initialize rebuilds the renewal schedule from storage and starts the scheduler. Vault calls it
+// when the mount is set up or Vault is unsealed, on every node: the scheduler runs everywhere but
+// dispatches work only where storage is writable (dispatchDue checks WriteSafeReplicationState).
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	if err := b.loadSchedule(ctx, req.Storage); err != nil {
 		return fmt.Errorf("load the renewal schedule: %w", err)
@@ -184,12 +185,12 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 // invalidate drops cached state when another node changed storage (performance standbys).
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
-	case strings.HasPrefix(key, paths.AccountPrefix):
-		b.AccountChanged(strings.TrimPrefix(key, paths.AccountPrefix))
-	case strings.HasPrefix(key, paths.DNSConfigPrefix):
-		b.DNSConfigChanged(strings.TrimPrefix(key, paths.DNSConfigPrefix))
-	case strings.HasPrefix(key, paths.CertPrefix):
-		b.refresh(b.ctx, strings.TrimPrefix(key, paths.CertPrefix))
+	case strings.HasPrefix(key, storage.AccountPrefix):
+		b.AccountChanged(strings.TrimPrefix(key, storage.AccountPrefix))
+	case strings.HasPrefix(key, storage.DNSConfigPrefix):
+		b.DNSConfigChanged(strings.TrimPrefix(key, storage.DNSConfigPrefix))
+	case strings.HasPrefix(key, storage.CertPrefix):
+		b.refresh(b.ctx, strings.TrimPrefix(key, storage.CertPrefix))
 	}
 }
 
@@ -215,6 +216,9 @@ func (b *backend) clean(_ context.Context) {
 
 // WriteSafe reports whether this node may write storage and talk to CAs.
 func (b *backend) WriteSafe() bool { return b.WriteSafeReplicationState() }
+
+// Locks returns the mount's entry locks.
+func (b *backend) Locks() *storage.Locks { return b.locks }
 
 // sendEvent publishes an event on Vault's event bus; a Vault without events is fine.
 func (b *backend) sendEvent(ctx context.Context, eventType string, metadata ...string) {

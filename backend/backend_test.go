@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,13 +19,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/certutil"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // fakeCA signs CSRs in-process; it stands in for the ACME client in unit tests.
@@ -179,6 +181,14 @@ func setup(t *testing.T, b *backend, s logical.Storage) {
 	require.False(t, resp.IsError(), resp.Error())
 }
 
+// requireSameKey fails unless a and b are the same public key.
+func requireSameKey(t *testing.T, a, b crypto.PublicKey, msgAndArgs ...any) {
+	t.Helper()
+	same, err := certutil.ComparePublicKeysAndType(a, b)
+	require.NoError(t, err)
+	require.True(t, same, msgAndArgs...)
+}
+
 func TestSealWrapPrefixes(t *testing.T) {
 	b, _, _ := getTestBackend(t)
 	require.ElementsMatch(t, []string{"accounts/", "config/dns/", "certs/", "orders/"}, b.SpecialPaths().SealWrapStorage)
@@ -189,7 +199,7 @@ func TestIssueOnWriteAndRead(t *testing.T) {
 	setup(t, b, s)
 	resp := request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com,*.example.com"})
 	require.False(t, resp.IsError(), resp.Error())
-	require.Equal(t, paths.StatusValid, resp.Data["status"])
+	require.Equal(t, storage.StatusValid, resp.Data["status"])
 
 	read := request(t, b, s, logical.ReadOperation, "certs/web", nil)
 	block, _ := pem.Decode([]byte(read.Data["certificate"].(string)))
@@ -198,7 +208,7 @@ func TestIssueOnWriteAndRead(t *testing.T) {
 	require.Equal(t, []string{"www.example.com", "*.example.com"}, leaf.DNSNames)
 	key, err := acme.ParseKey(read.Data["private_key"].(string))
 	require.NoError(t, err)
-	require.True(t, publicKeysEqual(leaf.PublicKey, key.Public()))
+	requireSameKey(t, leaf.PublicKey, key.Public())
 	require.Equal(t, "ec", read.Data["private_key_type"])
 	require.Equal(t, leaf.NotAfter.Unix(), read.Data["expiration"])
 	require.Len(t, read.Data["ca_chain"], 1)
@@ -206,7 +216,7 @@ func TestIssueOnWriteAndRead(t *testing.T) {
 	// The same write again orders nothing; the order record is gone once the certificate is stored.
 	request(t, b, s, logical.UpdateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com,*.example.com"})
 	require.EqualValues(t, 1, ca.orders.Load())
-	rec, err := loadOrder(context.Background(), s, "web")
+	rec, err := storage.LoadOrder(context.Background(), s, "web")
 	require.NoError(t, err)
 	require.Nil(t, rec)
 }
@@ -251,16 +261,16 @@ func TestFailedIssuanceBacksOffAndReadFailsClearly(t *testing.T) {
 	require.Contains(t, err.Error(), "rejectedIdentifier")
 	require.EqualValues(t, 1, ca.orders.Load(), "a read inside the backoff window must not order again")
 
-	c, err := paths.LoadCert(context.Background(), s, "web")
+	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)
-	require.Equal(t, paths.StatusFailed, c.Status)
+	require.Equal(t, storage.StatusFailed, c.Status)
 	require.Equal(t, 1, c.Attempts)
 	require.WithinDuration(t, time.Now().Add(backoffBase), c.NextAttemptAt, backoffBase/5)
 
 	// Writing the same certificate again retries at once.
 	ca.fail = nil
 	resp = request(t, b, s, logical.UpdateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
-	require.Equal(t, paths.StatusValid, resp.Data["status"])
+	require.Equal(t, storage.StatusValid, resp.Data["status"])
 	require.EqualValues(t, 2, ca.orders.Load())
 }
 
@@ -321,7 +331,7 @@ func TestReadsNeverShowSecrets(t *testing.T) {
 	acct := request(t, b, s, logical.ReadOperation, "accounts/main", nil)
 	raw, err := s.Get(context.Background(), "accounts/main")
 	require.NoError(t, err)
-	var stored paths.AccountEntry
+	var stored storage.AccountEntry
 	require.NoError(t, raw.DecodeJSON(&stored))
 	require.NotEmpty(t, stored.PrivateKey)
 	for k, v := range acct.Data {

@@ -6,14 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sync"
-
-	legolog "github.com/go-acme/lego/v4/log"
-	"github.com/hashicorp/go-hclog"
+	"maps"
+	"slices"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // cachedClient is an ACME client for one stored account, valid while the account's fingerprint
@@ -23,7 +21,7 @@ type cachedClient struct {
 	client      ACMEClient
 }
 
-func accountFingerprint(a *paths.AccountEntry) string {
+func accountFingerprint(a *storage.AccountEntry) string {
 	h := sha256.New()
 	for _, s := range []string{a.DirectoryURL, a.CABundle, a.AccountURL, a.PrivateKey} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
@@ -36,7 +34,7 @@ func (b *backend) clientOptions() acme.Options {
 }
 
 // accountClient returns the cached client of the named account, dialing the CA when needed.
-func (b *backend) accountClient(name string, a *paths.AccountEntry) (ACMEClient, error) {
+func (b *backend) accountClient(name string, a *storage.AccountEntry) (ACMEClient, error) {
 	fp := accountFingerprint(a)
 	b.clientsMu.Lock()
 	if c := b.clients[name]; c != nil && c.fingerprint == fp {
@@ -67,7 +65,7 @@ func (b *backend) accountClient(name string, a *paths.AccountEntry) (ACMEClient,
 }
 
 // RegisterAccount registers a new account at its CA. Nothing is cached or stored.
-func (b *backend) RegisterAccount(ctx context.Context, a *paths.AccountEntry, key crypto.Signer, reg acme.Registration) (string, string, error) {
+func (b *backend) RegisterAccount(ctx context.Context, a *storage.AccountEntry, key crypto.Signer, reg acme.Registration) (string, string, error) {
 	client, err := b.dial(acme.Account{DirectoryURL: a.DirectoryURL, CABundle: a.CABundle, Key: key}, b.clientOptions())
 	if err != nil {
 		return "", "", err
@@ -77,7 +75,7 @@ func (b *backend) RegisterAccount(ctx context.Context, a *paths.AccountEntry, ke
 }
 
 // UpdateAccountContact changes a registered account's contact at its CA.
-func (b *backend) UpdateAccountContact(ctx context.Context, name string, a *paths.AccountEntry, contact []string) error {
+func (b *backend) UpdateAccountContact(ctx context.Context, name string, a *storage.AccountEntry, contact []string) error {
 	client, err := b.accountClient(name, a)
 	if err != nil {
 		return err
@@ -97,19 +95,17 @@ func (b *backend) AccountChanged(name string) {
 }
 
 // CheckDNSConfig builds the provider of cfg in isolation to report configuration errors.
-func (b *backend) CheckDNSConfig(ctx context.Context, cfg solvers.DNSConfig) error {
-	return b.solvers.Check(ctx, cfg)
+func (b *backend) CheckDNSConfig(ctx context.Context, cfg *storage.DNSConfigEntry) error {
+	return b.solvers.Check(ctx, solverConfig(cfg))
+}
+
+// solverConfig returns a stored DNS configuration in the form the solvers package takes.
+func solverConfig(c *storage.DNSConfigEntry) solvers.DNSConfig {
+	return solvers.DNSConfig{
+		Provider: c.Provider, Credentials: maps.Clone(c.Credentials), Resolvers: slices.Clone(c.Resolvers),
+		PropagationTimeout: c.PropagationTimeout, PollingInterval: c.PollingInterval, TTL: c.TTL,
+	}
 }
 
 // DNSConfigChanged stops the solver process of the named configuration.
 func (b *backend) DNSConfigChanged(name string) { b.solvers.Evict(name) }
-
-var legoLogOnce sync.Once
-
-// redirectLegoLog sends lego's package logger to hclog, once per process. lego logs only protocol
-// events (retries, URLs), never keys.
-func redirectLegoLog(logger hclog.Logger) {
-	legoLogOnce.Do(func() {
-		legolog.Logger = logger.Named("lego").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
-	})
-}

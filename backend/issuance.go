@@ -13,10 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/certutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // Backoff after failed attempts: doubling from a minute, capped at a day (Let's Encrypt's advice
@@ -26,10 +27,12 @@ const (
 	backoffMax  = 24 * time.Hour
 )
 
-// job is one issuance in flight for one certificate name. done closes when it ends.
+// job is one issuance in flight for one certificate name. done closes when it ends; cancel stops
+// it (the certificate was deleted).
 type job struct {
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	cancel context.CancelFunc
+	err    error
 }
 
 // startJob returns the job in flight for name, or starts one. At most one job per name runs at a
@@ -40,11 +43,13 @@ func (b *backend) startJob(name string) *job {
 	if j := b.jobs[name]; j != nil {
 		return j
 	}
-	j := &job{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(b.ctx)
+	j := &job{done: make(chan struct{}), cancel: cancel}
 	b.jobs[name] = j
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer cancel()
 		defer func() {
 			// Leave the map first: a write that lands meanwhile then schedules for itself, and
 			// the reload below cannot be overtaken by one that saw this job still running.
@@ -56,14 +61,24 @@ func (b *backend) startJob(name string) *job {
 		}()
 		select {
 		case b.slots <- struct{}{}:
-		case <-b.ctx.Done():
-			j.err = b.ctx.Err()
+		case <-ctx.Done():
+			j.err = ctx.Err()
 			return
 		}
 		defer func() { <-b.slots }()
-		j.err = b.issue(b.ctx, name)
+		j.err = b.issue(ctx, name)
 	}()
 	return j
+}
+
+// cancelJob stops the job in flight for name, if any: its certificate is gone. The job cleans up
+// its DNS records and discards its result (storeIssued finds no entry).
+func (b *backend) cancelJob(name string) {
+	b.jobsMu.Lock()
+	defer b.jobsMu.Unlock()
+	if j := b.jobs[name]; j != nil {
+		j.cancel()
+	}
 }
 
 // inFlight reports whether a job for name is running.
@@ -75,10 +90,10 @@ func (b *backend) inFlight(name string) bool {
 
 // EnsureCertificate starts issuance of the named certificate unless it is current, a job is in
 // flight, or a failed attempt's backoff has not passed; then waits up to wait for the job.
-func (b *backend) EnsureCertificate(ctx context.Context, name string, wait time.Duration) (*paths.CertEntry, error) {
+func (b *backend) EnsureCertificate(ctx context.Context, name string, wait time.Duration) (*storage.CertEntry, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		c, err := paths.LoadCert(ctx, b.storage, name)
+		c, err := storage.LoadCert(ctx, b.storage, name)
 		if err != nil || c == nil || c.Current() {
 			return c, err
 		}
@@ -95,13 +110,13 @@ func (b *backend) EnsureCertificate(ctx context.Context, name string, wait time.
 		case <-j.done:
 			t.Stop()
 			if j.err != nil {
-				return paths.LoadCert(ctx, b.storage, name)
+				return storage.LoadCert(ctx, b.storage, name)
 			}
 		case <-t.C:
-			return paths.LoadCert(ctx, b.storage, name)
+			return storage.LoadCert(ctx, b.storage, name)
 		case <-ctx.Done():
 			t.Stop()
-			return paths.LoadCert(context.WithoutCancel(ctx), b.storage, name)
+			return storage.LoadCert(context.WithoutCancel(ctx), b.storage, name)
 		}
 	}
 }
@@ -112,10 +127,10 @@ func (b *backend) CertificateChanged(name string) { b.refresh(b.ctx, name) }
 
 // issuePlan is everything one attempt needs, loaded and checked.
 type issuePlan struct {
-	cert    *paths.CertEntry
-	role    *paths.RoleEntry
-	account *paths.AccountEntry
-	dns     *paths.DNSConfigEntry
+	cert    *storage.CertEntry
+	role    *storage.RoleEntry
+	account *storage.AccountEntry
+	dns     *storage.DNSConfigEntry
 }
 
 // Event types sent on Vault's event bus.
@@ -130,7 +145,7 @@ const (
 // the result or the failure.
 func (b *backend) issue(ctx context.Context, name string) error {
 	log := b.logger.Named("issue").With("cert", name)
-	c, err := paths.LoadCert(ctx, b.storage, name)
+	c, err := storage.LoadCert(ctx, b.storage, name)
 	if err != nil || c == nil {
 		return err
 	}
@@ -140,7 +155,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	}
 	p, err := b.plan(ctx, name, c)
 	if err != nil {
-		b.recordFailure(ctx, name, c.Generation, err)
+		b.recordFailure(ctx, name, c, err)
 		return err
 	}
 	if act == actARI {
@@ -151,17 +166,16 @@ func (b *backend) issue(ctx context.Context, name string) error {
 		act = actRenew
 	}
 	renewing := act == actRenew
-	gen := p.cert.Generation
 	start := time.Now()
 	issued, key, supportsARI, err := b.obtain(ctx, name, p, renewing)
 	if err != nil {
 		log.Warn("issuance failed", "renewal", renewing, "error", err, "duration", time.Since(start).Round(time.Millisecond))
-		b.recordFailure(ctx, name, gen, err)
+		b.recordFailure(ctx, name, p.cert, err)
 		return err
 	}
-	if err := b.storeIssued(ctx, name, gen, issued, key, supportsARI); err != nil {
+	if err := b.storeIssued(ctx, name, p.cert, issued, key, supportsARI); err != nil {
 		log.Error("storing the issued certificate failed", "error", err)
-		b.recordFailure(ctx, name, gen, err)
+		b.recordFailure(ctx, name, p.cert, err)
 		return err
 	}
 	ev := eventIssued
@@ -179,10 +193,10 @@ var errPlan = errors.New("cannot issue")
 
 // plan loads and checks what an attempt for c needs: the role must still allow the certificate's
 // name and domains, and its account and DNS configuration must exist and cover the domains.
-func (b *backend) plan(ctx context.Context, name string, c *paths.CertEntry) (*issuePlan, error) {
+func (b *backend) plan(ctx context.Context, name string, c *storage.CertEntry) (*issuePlan, error) {
 	p := &issuePlan{cert: c}
 	var err error
-	if p.role, err = paths.LoadRole(ctx, b.storage, c.Role); err != nil {
+	if p.role, err = storage.LoadRole(ctx, b.storage, c.Role); err != nil {
 		return nil, err
 	}
 	if p.role == nil {
@@ -196,13 +210,13 @@ func (b *backend) plan(ctx context.Context, name string, c *paths.CertEntry) (*i
 			return nil, fmt.Errorf("%w: role %q no longer allows %q", errPlan, c.Role, d)
 		}
 	}
-	if p.account, err = paths.LoadAccount(ctx, b.storage, p.role.Account); err != nil {
+	if p.account, err = storage.LoadAccount(ctx, b.storage, p.role.Account); err != nil {
 		return nil, err
 	}
 	if p.account == nil {
 		return nil, fmt.Errorf("%w: account %q of role %q no longer exists", errPlan, p.role.Account, c.Role)
 	}
-	if p.dns, err = paths.LoadDNSConfig(ctx, b.storage, p.role.DNS); err != nil {
+	if p.dns, err = storage.LoadDNSConfig(ctx, b.storage, p.role.DNS); err != nil {
 		return nil, err
 	}
 	if p.dns == nil {
@@ -223,14 +237,14 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 	if err != nil {
 		return nil, nil, false, err
 	}
-	solver, err := b.solvers.Solver(ctx, p.role.DNS, p.dns.SolverConfig())
+	solver, err := b.solvers.Solver(ctx, p.role.DNS, solverConfig(p.dns))
 	if err != nil {
 		return nil, nil, false, err
 	}
 	gen := p.cert.Generation
 	var key crypto.Signer
 	resume := ""
-	if rec, err := loadOrder(ctx, b.storage, name); err != nil {
+	if rec, err := storage.LoadOrder(ctx, b.storage, name); err != nil {
 		return nil, nil, false, err
 	} else if rec != nil && rec.Generation == gen && slices.Equal(rec.Domains, p.cert.Domains) {
 		if k, err := acme.ParseKey(rec.PrivateKey); err == nil {
@@ -262,7 +276,7 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 		Solver:         b.walSolver(name, p.role.DNS, solver),
 		OnOrder: func(orderURL string) error {
 			// Record the order before any challenge or finalization, so a crash resumes it.
-			return storeOrder(ctx, b.storage, name, &orderRecord{
+			return storage.StoreOrder(ctx, b.storage, name, &storage.OrderEntry{
 				OrderURL: orderURL, Generation: gen, PrivateKey: keyPEM, Domains: p.cert.Domains, CreatedAt: time.Now().UTC(),
 			})
 		},
@@ -281,32 +295,34 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 }
 
 // storeIssued parses the CA's certificate, checks it against the key, and stores it with its
-// renewal plan, unless the certificate was deleted or its specification changed meanwhile. The
+// renewal plan, unless the certificate was deleted (and perhaps written anew) or its
+// specification changed since spec was loaded. The
 // order record goes last: a crash between the two writes leaves a record that the next attempt
 // finds already served (the entry is current), and it is then removed.
-func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issued *acme.Certificate, key crypto.Signer, supportsARI bool) error {
+func (b *backend) storeIssued(ctx context.Context, name string, spec *storage.CertEntry, issued *acme.Certificate, key crypto.Signer, supportsARI bool) error {
 	leaf, chain, err := parseIssued(issued)
 	if err != nil {
 		return err
 	}
-	if !publicKeysEqual(leaf.PublicKey, key.Public()) {
+	if same, err := certutil.ComparePublicKeysAndType(leaf.PublicKey, key.Public()); err != nil || !same {
 		return errors.New("the CA's certificate does not match the requested key")
 	}
 	keyPEM, err := acme.EncodeKey(key)
 	if err != nil {
 		return err
 	}
-	lock := paths.CertLock(name)
+	lock := b.locks.Cert(name)
 	lock.Lock()
 	defer lock.Unlock()
-	c, err := paths.LoadCert(ctx, b.storage, name)
+	c, err := storage.LoadCert(ctx, b.storage, name)
 	if err != nil {
 		return err
 	}
-	if c == nil || c.Generation != gen {
+	if c == nil || !c.SameSpec(spec) {
 		b.logger.Named("issue").Info("certificate changed while it was being issued; result discarded", "cert", name)
-		return deleteOrder(ctx, b.storage, name)
+		return storage.DeleteOrder(ctx, b.storage, name)
 	}
+	gen := spec.Generation
 	now := time.Now().UTC()
 	if c.Certificate != "" && c.IssuedGeneration == gen {
 		c.Renewals++
@@ -317,11 +333,11 @@ func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issue
 	c.Certificate = string(issued.CertificatePEM)
 	c.Chain = chain
 	c.PrivateKey = keyPEM
-	c.SerialNumber = formatSerial(leaf.SerialNumber.Bytes())
+	c.SerialNumber = certutil.GetHexFormatted(leaf.SerialNumber.Bytes(), ":") // as Vault PKI shows it
 	c.NotBefore, c.NotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
 	c.IssuedAt, c.IssuedGeneration = now, gen
 	c.OrderURL, c.CertURL = issued.OrderURL, issued.CertURL
-	c.Status, c.LastError, c.Attempts, c.NextAttemptAt, c.UpdatedAt = paths.StatusValid, "", 0, time.Time{}, now
+	c.Status, c.LastError, c.Attempts, c.NextAttemptAt, c.UpdatedAt = storage.StatusValid, "", 0, time.Time{}, now
 	c.ForceRenewal = false
 	c.RenewAt = jitteredRenewal(c.NotBefore, c.NotAfter)
 	c.ARIWindowStart, c.ARIWindowEnd, c.ARICheckAt = time.Time{}, time.Time{}, time.Time{}
@@ -329,20 +345,25 @@ func (b *backend) storeIssued(ctx context.Context, name string, gen int64, issue
 		life := c.NotAfter.Sub(c.NotBefore)
 		c.ARICheckAt = now.Add(min(ariInterval(0, life), time.Hour))
 	}
-	if err := paths.StoreCert(ctx, b.storage, name, c); err != nil {
+	if err := storage.StoreCert(ctx, b.storage, name, c); err != nil {
 		return err
 	}
-	return deleteOrder(ctx, b.storage, name)
+	return storage.DeleteOrder(ctx, b.storage, name)
 }
 
-// recordFailure stores a failed attempt with its backoff (the CA's Retry-After when longer).
-func (b *backend) recordFailure(ctx context.Context, name string, gen int64, cause error) {
+// recordFailure stores a failed attempt with its backoff (the CA's Retry-After when longer),
+// unless the entry is no longer the one spec was loaded from. An attempt stopped because its
+// certificate was deleted or the mount is shutting down (ctx cancelled) is not a failure.
+func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.CertEntry, cause error) {
+	if ctx.Err() != nil {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
-	lock := paths.CertLock(name)
+	lock := b.locks.Cert(name)
 	lock.Lock()
 	defer lock.Unlock()
-	c, err := paths.LoadCert(ctx, b.storage, name)
-	if err != nil || c == nil || c.Generation != gen {
+	c, err := storage.LoadCert(ctx, b.storage, name)
+	if err != nil || c == nil || !c.SameSpec(spec) {
 		return
 	}
 	now := time.Now().UTC()
@@ -354,12 +375,12 @@ func (b *backend) recordFailure(ctx context.Context, name string, gen int64, cau
 	if !c.Current() {
 		// A certificate that is still served stays valid; last_error and attempts tell of the
 		// failing renewal.
-		c.Status = paths.StatusFailed
+		c.Status = storage.StatusFailed
 	}
 	c.LastError = cause.Error()
 	c.NextAttemptAt, c.UpdatedAt = now.Add(delay), now
 	c.ForceRenewal = false
-	if err := paths.StoreCert(ctx, b.storage, name, c); err != nil {
+	if err := storage.StoreCert(ctx, b.storage, name, c); err != nil {
 		b.logger.Named("issue").Error("recording a failed attempt failed", "cert", name, "error", err)
 		return
 	}
@@ -376,52 +397,26 @@ func backoff(n int) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
 
-// parseIssued returns the leaf and the issuer chain as separate PEM blocks.
+// parseIssued returns the leaf and the issuer chain as separate PEM blocks. certutil checks that
+// the chain links (each certificate signed by the next).
 func parseIssued(issued *acme.Certificate) (*x509.Certificate, []string, error) {
-	block, _ := pem.Decode(issued.CertificatePEM)
-	if block == nil || block.Type != "CERTIFICATE" {
+	bundle, err := certutil.ParsePEMBundle(string(issued.CertificatePEM) + "\n" + string(issued.IssuerPEM))
+	if err != nil {
+		return nil, nil, fmt.Errorf("the CA's certificate: %w", err)
+	}
+	if bundle.Certificate == nil || bundle.PrivateKey != nil {
 		return nil, nil, errors.New("the CA returned no PEM certificate")
 	}
-	leaf, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse the CA's certificate: %w", err)
+	chain := make([]string, 0, len(bundle.CAChain))
+	for _, ca := range bundle.CAChain {
+		chain = append(chain, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Bytes})))
 	}
-	var chain []string
-	rest := issued.IssuerPEM
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type == "CERTIFICATE" {
-			chain = append(chain, string(pem.EncodeToMemory(b)))
-		}
-	}
-	return leaf, chain, nil
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	ea, ok := a.(equaler)
-	return ok && ea.Equal(b)
-}
-
-// formatSerial renders a serial number as Vault PKI does: lower-case hex pairs joined by colons.
-func formatSerial(b []byte) string {
-	if len(b) == 0 {
-		return "00"
-	}
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
+	return bundle.Certificate, chain, nil
 }
 
 // RenewCertificate runs a job for the named certificate (marked ForceRenewal by the caller) and
 // waits up to wait for it to end.
-func (b *backend) RenewCertificate(ctx context.Context, name string, wait time.Duration) (*paths.CertEntry, error) {
+func (b *backend) RenewCertificate(ctx context.Context, name string, wait time.Duration) (*storage.CertEntry, error) {
 	if !b.WriteSafe() {
 		return nil, logical.ErrReadOnly
 	}
@@ -433,19 +428,19 @@ func (b *backend) RenewCertificate(ctx context.Context, name string, wait time.D
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return paths.LoadCert(context.WithoutCancel(ctx), b.storage, name)
+	return storage.LoadCert(context.WithoutCancel(ctx), b.storage, name)
 }
 
 // RevokeCertificate revokes c's current certificate at the CA of its role's account.
-func (b *backend) RevokeCertificate(ctx context.Context, name string, c *paths.CertEntry, reason uint) error {
-	role, err := paths.LoadRole(ctx, b.storage, c.Role)
+func (b *backend) RevokeCertificate(ctx context.Context, name string, c *storage.CertEntry, reason uint) error {
+	role, err := storage.LoadRole(ctx, b.storage, c.Role)
 	if err != nil {
 		return err
 	}
 	if role == nil {
 		return fmt.Errorf("%w: role %q no longer exists, so its account is unknown", errPlan, c.Role)
 	}
-	acct, err := paths.LoadAccount(ctx, b.storage, role.Account)
+	acct, err := storage.LoadAccount(ctx, b.storage, role.Account)
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,15 @@ package backend
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/certutil"
+
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // ARI re-check interval: about twice a day, never more often than the CA's Retry-After allows
@@ -33,7 +35,7 @@ const (
 )
 
 // decide says what c needs at now. A certificate in backoff needs nothing until its next attempt.
-func decide(c *paths.CertEntry, now time.Time) action {
+func decide(c *storage.CertEntry, now time.Time) action {
 	switch {
 	case c.Attempts > 0 && now.Before(c.NextAttemptAt):
 		return actNone
@@ -76,19 +78,19 @@ func ariInterval(retryAfter, life time.Duration) time.Duration {
 }
 
 // leafOf parses the entry's current certificate.
-func leafOf(c *paths.CertEntry) (*x509.Certificate, error) {
-	block, _ := pem.Decode([]byte(c.Certificate))
-	if block == nil {
-		return nil, errors.New("stored certificate is not PEM")
+func leafOf(c *storage.CertEntry) (*x509.Certificate, error) {
+	bundle, err := certutil.ParsePEMBundle(c.Certificate)
+	if err != nil || bundle.Certificate == nil {
+		return nil, fmt.Errorf("stored certificate is not a PEM certificate: %v", err)
 	}
-	return x509.ParseCertificate(block.Bytes)
+	return bundle.Certificate, nil
 }
 
 // applyWindow decides c.RenewAt from the CA's window w, fetched at now. It ignores malformed
 // windows (end before start, start after expiry) and an early window that follows an early
 // renewal too closely, so a broken or hostile CA cannot make the plugin renew in a loop. It
 // returns a reason when it ignored the window.
-func applyWindow(c *paths.CertEntry, w *acme.RenewalWindow, now time.Time) string {
+func applyWindow(c *storage.CertEntry, w *acme.RenewalWindow, now time.Time) string {
 	life := c.NotAfter.Sub(c.NotBefore)
 	c.ARICheckAt = now.Add(ariInterval(w.RetryAfter, life))
 	if !w.End.After(w.Start) || !w.Start.Before(c.NotAfter) {
@@ -138,10 +140,10 @@ func (b *backend) checkARI(ctx context.Context, name string, p *issuePlan) (bool
 	w, ariErr := client.RenewalInfo(ctx, leaf)
 	now := time.Now().UTC()
 
-	lock := paths.CertLock(name)
+	lock := b.locks.Cert(name)
 	lock.Lock()
 	defer lock.Unlock()
-	c, err := paths.LoadCert(ctx, b.storage, name)
+	c, err := storage.LoadCert(ctx, b.storage, name)
 	if err != nil || c == nil || c.SerialNumber != p.cert.SerialNumber {
 		return false, err
 	}
@@ -157,7 +159,7 @@ func (b *backend) checkARI(ctx context.Context, name string, p *issuePlan) (bool
 			log.Warn("ignoring the CA's renewal window", "reason", reason, "window_start", w.Start, "window_end", w.End)
 		}
 	}
-	if err := paths.StoreCert(ctx, b.storage, name, c); err != nil {
+	if err := storage.StoreCert(ctx, b.storage, name, c); err != nil {
 		return false, err
 	}
 	p.cert = c

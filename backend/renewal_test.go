@@ -14,28 +14,28 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 func TestDecide(t *testing.T) {
 	now := time.Now()
-	valid := paths.CertEntry{Certificate: "x", Generation: 1, IssuedGeneration: 1, RenewAt: now.Add(time.Hour)}
+	valid := storage.CertEntry{Certificate: "x", Generation: 1, IssuedGeneration: 1, RenewAt: now.Add(time.Hour)}
 	cases := []struct {
 		name string
-		mod  func(c *paths.CertEntry)
+		mod  func(c *storage.CertEntry)
 		want action
 	}{
-		{"current, not due", func(c *paths.CertEntry) {}, actNone},
-		{"never issued", func(c *paths.CertEntry) { c.Certificate = "" }, actIssue},
-		{"spec changed", func(c *paths.CertEntry) { c.Generation = 2 }, actIssue},
-		{"due", func(c *paths.CertEntry) { c.RenewAt = now.Add(-time.Second) }, actRenew},
-		{"forced", func(c *paths.CertEntry) { c.ForceRenewal = true }, actRenew},
-		{"ARI check due", func(c *paths.CertEntry) { c.ARICheckAt = now.Add(-time.Second) }, actARI},
-		{"backing off", func(c *paths.CertEntry) {
+		{"current, not due", func(c *storage.CertEntry) {}, actNone},
+		{"never issued", func(c *storage.CertEntry) { c.Certificate = "" }, actIssue},
+		{"spec changed", func(c *storage.CertEntry) { c.Generation = 2 }, actIssue},
+		{"due", func(c *storage.CertEntry) { c.RenewAt = now.Add(-time.Second) }, actRenew},
+		{"forced", func(c *storage.CertEntry) { c.ForceRenewal = true }, actRenew},
+		{"ARI check due", func(c *storage.CertEntry) { c.ARICheckAt = now.Add(-time.Second) }, actARI},
+		{"backing off", func(c *storage.CertEntry) {
 			c.RenewAt, c.Attempts, c.NextAttemptAt = now.Add(-time.Hour), 2, now.Add(time.Minute)
 		}, actNone},
-		{"backoff over", func(c *paths.CertEntry) {
+		{"backoff over", func(c *storage.CertEntry) {
 			c.RenewAt, c.Attempts, c.NextAttemptAt = now.Add(-time.Hour), 2, now.Add(-time.Second)
 		}, actRenew},
 	}
@@ -61,8 +61,8 @@ func TestPlannedRenewal(t *testing.T) {
 
 func TestApplyWindow(t *testing.T) {
 	now := time.Now().UTC()
-	fresh := func() *paths.CertEntry {
-		return &paths.CertEntry{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour), RenewAt: now.Add(59 * 24 * time.Hour)}
+	fresh := func() *storage.CertEntry {
+		return &storage.CertEntry{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour), RenewAt: now.Add(59 * 24 * time.Hour)}
 	}
 	c := fresh()
 	require.NotEmpty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(48 * time.Hour), End: now.Add(24 * time.Hour)}, now), "end before start")
@@ -101,22 +101,22 @@ func TestARIInterval(t *testing.T) {
 }
 
 // issueOne writes certs/web and returns its stored entry.
-func issueOne(t *testing.T, b *backend, s logical.Storage) *paths.CertEntry {
+func issueOne(t *testing.T, b *backend, s logical.Storage) *storage.CertEntry {
 	t.Helper()
 	setup(t, b, s)
 	resp := request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
-	require.Equal(t, paths.StatusValid, resp.Data["status"], resp.Data["last_error"])
-	c, err := paths.LoadCert(context.Background(), s, "web")
+	require.Equal(t, storage.StatusValid, resp.Data["status"], resp.Data["last_error"])
+	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)
 	return c
 }
 
 func setRenewAt(t *testing.T, s logical.Storage, name string, at time.Time) {
 	t.Helper()
-	c, err := paths.LoadCert(context.Background(), s, name)
+	c, err := storage.LoadCert(context.Background(), s, name)
 	require.NoError(t, err)
 	c.RenewAt = at
-	require.NoError(t, paths.StoreCert(context.Background(), s, name, c))
+	require.NoError(t, storage.StoreCert(context.Background(), s, name, c))
 }
 
 func waitJobs(t *testing.T, b *backend, name string) {
@@ -145,7 +145,7 @@ func TestRenewalAtPlannedTimeWithReplaces(t *testing.T) {
 	b.CertificateChanged("web")
 	require.Equal(t, 1, b.dispatchDue(time.Now()))
 	waitJobs(t, b, "web")
-	c, err := paths.LoadCert(context.Background(), s, "web")
+	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)
 	require.Equal(t, 1, c.Renewals)
 	require.NotEqual(t, first.SerialNumber, c.SerialNumber)
@@ -163,10 +163,10 @@ func TestARIWindowInThePastRenewsOnce(t *testing.T) {
 	ca.window = &acme.RenewalWindow{Start: time.Now().Add(-2 * time.Hour), End: time.Now().Add(-time.Hour)}
 	issueOne(t, b, s)
 	for round := range 4 {
-		c, err := paths.LoadCert(context.Background(), s, "web")
+		c, err := storage.LoadCert(context.Background(), s, "web")
 		require.NoError(t, err)
 		c.ARICheckAt = time.Now().Add(-time.Second)
-		require.NoError(t, paths.StoreCert(context.Background(), s, "web", c))
+		require.NoError(t, storage.StoreCert(context.Background(), s, "web", c))
 		b.CertificateChanged("web")
 		b.jobsMu.Lock()
 		delete(b.lastDispatch, "web")
@@ -189,7 +189,7 @@ func TestRenewalFailureBacksOffAndKeepsServing(t *testing.T) {
 
 	read := request(t, b, s, logical.ReadOperation, "certs/web", nil)
 	require.Equal(t, first.SerialNumber, read.Data["serial_number"], "the current certificate is still served")
-	require.Equal(t, paths.StatusValid, read.Data["status"])
+	require.Equal(t, storage.StatusValid, read.Data["status"])
 	require.Equal(t, 1, read.Data["attempts"])
 	require.NotEmpty(t, read.Data["last_error"])
 	next := read.Data["next_attempt_at"].(time.Time)
@@ -202,8 +202,8 @@ func TestRenewalFailureBacksOffAndKeepsServing(t *testing.T) {
 	// A forced renewal clears the backoff.
 	ca.fail = nil
 	resp := request(t, b, s, logical.UpdateOperation, "certs/web/renew", nil)
-	require.Equal(t, paths.StatusValid, resp.Data["status"])
-	c, err := paths.LoadCert(context.Background(), s, "web")
+	require.Equal(t, storage.StatusValid, resp.Data["status"])
+	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)
 	require.Equal(t, 0, c.Attempts)
 	require.Equal(t, 1, c.Renewals)
@@ -214,7 +214,7 @@ func TestResumeRecordedOrder(t *testing.T) {
 	setup(t, b, s)
 	ca.fail = errors.New("connection reset")
 	request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
-	rec, err := loadOrder(context.Background(), s, "web")
+	rec, err := storage.LoadOrder(context.Background(), s, "web")
 	require.NoError(t, err)
 	require.NotNil(t, rec, "the order is recorded as soon as it exists")
 
@@ -223,13 +223,13 @@ func TestResumeRecordedOrder(t *testing.T) {
 	ca.onObtain = func(req acme.OrderRequest) { resumed.Store(req.ResumeOrderURL) }
 	request(t, b, s, logical.UpdateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
 	require.Equal(t, rec.OrderURL, resumed.Load(), "the next attempt resumes the recorded order")
-	c, err := paths.LoadCert(context.Background(), s, "web")
+	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)
 	key, err := acme.ParseKey(c.PrivateKey)
 	require.NoError(t, err)
 	recKey, err := acme.ParseKey(rec.PrivateKey)
 	require.NoError(t, err)
-	require.True(t, publicKeysEqual(key.Public(), recKey.Public()), "with the recorded key")
+	requireSameKey(t, key.Public(), recKey.Public(), "with the recorded key")
 }
 
 // recordingSolver counts presented and removed records.
@@ -297,9 +297,9 @@ func TestScheduleRebuiltFromStorage(t *testing.T) {
 	b, s, _ := getTestBackend(t)
 	ctx := context.Background()
 	for i := range 50 {
-		c := &paths.CertEntry{Role: "web", Domains: []string{"www.example.com"}, Generation: 1, IssuedGeneration: 1, Certificate: "x",
-			Status: paths.StatusValid, RenewAt: time.Now().Add(time.Duration(i-10) * time.Hour), NotAfter: time.Now().Add(1000 * time.Hour)}
-		require.NoError(t, paths.StoreCert(ctx, s, fmt.Sprintf("team-%d/cert-%d", i%3, i), c))
+		c := &storage.CertEntry{Role: "web", Domains: []string{"www.example.com"}, Generation: 1, IssuedGeneration: 1, Certificate: "x",
+			Status: storage.StatusValid, RenewAt: time.Now().Add(time.Duration(i-10) * time.Hour), NotAfter: time.Now().Add(1000 * time.Hour)}
+		require.NoError(t, storage.StoreCert(ctx, s, fmt.Sprintf("team-%d/cert-%d", i%3, i), c))
 	}
 	require.NoError(t, b.loadSchedule(ctx, s))
 	require.Len(t, b.sched.summaries(), 50)

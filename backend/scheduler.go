@@ -4,13 +4,13 @@ import (
 	"container/heap"
 	"context"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // The scheduler keeps, in memory, when each stored certificate next needs work (issue, renew,
@@ -141,7 +141,7 @@ func (s *schedule) summaries() map[string]paths.CertSummary {
 }
 
 // dueAt says when c next needs work; zero means nothing is planned.
-func dueAt(c *paths.CertEntry) time.Time {
+func dueAt(c *storage.CertEntry) time.Time {
 	epoch := time.Unix(1, 0)
 	switch {
 	case c.Attempts > 0 && !c.NextAttemptAt.IsZero():
@@ -156,7 +156,7 @@ func dueAt(c *paths.CertEntry) time.Time {
 	return due
 }
 
-func summarize(c *paths.CertEntry) paths.CertSummary {
+func summarize(c *storage.CertEntry) paths.CertSummary {
 	return paths.CertSummary{Status: c.Status, NotAfter: c.NotAfter, RenewAt: c.RenewAt, Attempts: c.Attempts, LastError: c.LastError, NextAt: c.NextAttemptAt}
 }
 
@@ -166,7 +166,7 @@ func (b *backend) refresh(ctx context.Context, name string) { b.reschedule(ctx, 
 // reschedule reloads name into the schedule; jobEnding says the caller is the certificate's own job,
 // finishing, so its being in flight does not hold the certificate back.
 func (b *backend) reschedule(ctx context.Context, name string, jobEnding bool) {
-	c, err := paths.LoadCert(ctx, b.storage, name)
+	c, err := storage.LoadCert(ctx, b.storage, name)
 	if err != nil {
 		b.logger.Named("schedule").Warn("reloading a certificate failed; it is retried in a minute", "cert", name, "error", err)
 		b.sched.set(name, time.Now().Add(time.Minute), paths.CertSummary{})
@@ -174,6 +174,12 @@ func (b *backend) reschedule(ctx context.Context, name string, jobEnding bool) {
 	}
 	if c == nil {
 		b.sched.remove(name)
+		if !jobEnding {
+			b.cancelJob(name)
+		}
+		b.jobsMu.Lock()
+		delete(b.lastDispatch, name)
+		b.jobsMu.Unlock()
 		return
 	}
 	due := dueAt(c)
@@ -197,32 +203,22 @@ func (b *backend) recentlyDispatched(name string) bool {
 	return ok && time.Since(last) < minRedispatch
 }
 
-// loadSchedule rebuilds the schedule from storage (Initialize). It walks certs/ recursively.
+// loadSchedule rebuilds the schedule from storage (Initialize), at every folder depth of certs/.
 func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
-	var walk func(prefix string) error
-	walk = func(prefix string) error {
-		keys, err := s.List(ctx, paths.CertPrefix+prefix)
+	names, err := storage.CertNames(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		c, err := storage.LoadCert(ctx, s, name)
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			if strings.HasSuffix(k, "/") {
-				if err := walk(prefix + k); err != nil {
-					return err
-				}
-				continue
-			}
-			c, err := paths.LoadCert(ctx, s, prefix+k)
-			if err != nil {
-				return err
-			}
-			if c != nil {
-				b.sched.set(prefix+k, dueAt(c), summarize(c))
-			}
+		if c != nil {
+			b.sched.set(name, dueAt(c), summarize(c))
 		}
-		return nil
 	}
-	return walk("")
+	return nil
 }
 
 // dispatchDue starts a job for every certificate that is due, if this node may write. It is cheap
@@ -232,10 +228,19 @@ func (b *backend) dispatchDue(now time.Time) int {
 		return 0
 	}
 	names := b.sched.popDue(now)
+	b.jobsMu.Lock()
+	for n, at := range b.lastDispatch {
+		// Only dispatches within minRedispatch matter; forgetting older ones keeps the map as
+		// small as the number of recent dispatches.
+		if now.Sub(at) >= minRedispatch {
+			delete(b.lastDispatch, n)
+		}
+	}
 	for _, n := range names {
-		b.jobsMu.Lock()
 		b.lastDispatch[n] = now
-		b.jobsMu.Unlock()
+	}
+	b.jobsMu.Unlock()
+	for _, n := range names {
 		b.dispatch(n)
 	}
 	return len(names)

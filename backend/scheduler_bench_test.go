@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // countingStorage counts storage reads (Get and List), the gRPC round trips an external plugin pays.
@@ -46,9 +47,9 @@ func BenchmarkPeriodicTick(b *testing.B) {
 	be.dispatch = func(string) { started.Add(1) }
 	now := time.Now()
 	for i := range 10000 {
-		c := &paths.CertEntry{Role: "web", Domains: []string{"www.example.com"}, Generation: 1, IssuedGeneration: 1,
-			Certificate: "x", Status: paths.StatusValid, NotAfter: now.Add(90 * 24 * time.Hour), RenewAt: now.Add(60 * 24 * time.Hour)}
-		require.NoError(b, paths.StoreCert(ctx, store, fmt.Sprintf("team-%d/cert-%d", i%20, i), c))
+		c := &storage.CertEntry{Role: "web", Domains: []string{"www.example.com"}, Generation: 1, IssuedGeneration: 1,
+			Certificate: "x", Status: storage.StatusValid, NotAfter: now.Add(90 * 24 * time.Hour), RenewAt: now.Add(60 * 24 * time.Hour)}
+		require.NoError(b, storage.StoreCert(ctx, store, fmt.Sprintf("team-%d/cert-%d", i%20, i), c))
 	}
 	require.NoError(b, be.loadSchedule(ctx, store))
 	for _, due := range []int{0, 100} {

@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/mitchellh/mapstructure"
 
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // walKindDNSRecord marks a DNS-01 record that was presented and must be removed if the plugin
@@ -44,12 +44,12 @@ type walSolver struct {
 	b      *backend
 	cert   string
 	config string
-	inner  acme.Solver
+	inner  solvers.Solver
 	mu     sync.Mutex
 	ids    map[string]string // domain+token → WAL id
 }
 
-func (b *backend) walSolver(cert, config string, inner acme.Solver) acme.Solver {
+func (b *backend) walSolver(cert, config string, inner solvers.Solver) solvers.Solver {
 	return &walSolver{b: b, cert: cert, config: config, inner: inner, ids: map[string]string{}}
 }
 
@@ -100,7 +100,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	if e.Instance == b.instance && b.inFlight(e.Cert) && time.Since(time.Unix(e.CreatedAt, 0)) < walStaleAge {
 		return fmt.Errorf("the record for %s is still in use", e.Domain)
 	}
-	cfg, err := paths.LoadDNSConfig(ctx, req.Storage, e.DNSConfig)
+	cfg, err := storage.LoadDNSConfig(ctx, req.Storage, e.DNSConfig)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		b.logger.Named("dns").Warn("a challenge record was left behind and its DNS configuration is deleted", "domain", e.Domain, "dns_config", e.DNSConfig)
 		return nil
 	}
-	solver, err := b.solvers.Solver(ctx, e.DNSConfig, cfg.SolverConfig())
+	solver, err := b.solvers.Solver(ctx, e.DNSConfig, solverConfig(cfg))
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package paths
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -86,26 +85,6 @@ func TestValidateCertName(t *testing.T) {
 	}
 }
 
-func TestRoleAllows(t *testing.T) {
-	r := &RoleEntry{AllowedDomains: []string{"example.com"}, AllowSubdomains: true, AllowedCertNames: []string{"team-a/*", "shared"}}
-	require.True(t, r.AllowsDomain("www.example.com"))
-	require.True(t, r.AllowsDomain("a.b.example.com"))
-	require.False(t, r.AllowsDomain("example.com"), "bare domain needs allow_bare_domains")
-	require.False(t, r.AllowsDomain("badexample.com"), "label boundary")
-	require.False(t, r.AllowsDomain("*.example.com"), "wildcards need allow_wildcard_certificates")
-	r.AllowWildcardCertificates, r.AllowBareDomains = true, true
-	require.True(t, r.AllowsDomain("*.example.com"))
-	require.True(t, r.AllowsDomain("example.com"))
-	require.False(t, r.AllowsDomain("*.com"))
-
-	require.True(t, r.AllowsCertName("team-a/www"))
-	require.True(t, r.AllowsCertName("team-a/x/y"))
-	require.True(t, r.AllowsCertName("shared"))
-	require.False(t, r.AllowsCertName("team-b/www"))
-	require.False(t, r.AllowsCertName("shared2"))
-	require.False(t, r.AllowsCertName("team-a"))
-}
-
 // FuzzCanonicalDomain checks that canonical names are stable and well-formed.
 func FuzzCanonicalDomain(f *testing.F) {
 	for _, s := range []string{"www.example.com", "*.Example.COM.", "bücher.example", "a..b", "*.*.x.y", "xn--bcher-kva.example"} {
@@ -142,24 +121,6 @@ func FuzzValidateCertName(f *testing.F) {
 		}
 		if strings.HasSuffix(name, "/renew") || strings.HasSuffix(name, "/revoke") || len(name) > maxCertNameLength {
 			t.Fatalf("accepted %q", name)
-		}
-	})
-}
-
-// FuzzParseResolvers checks that accepted resolvers are always ip:port.
-func FuzzParseResolvers(f *testing.F) {
-	for _, s := range []string{"192.0.2.1", "192.0.2.1:5353", "[2001:db8::1]:53", "2001:db8::1", "dns.example", "1.2.3.4:99999"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		out, msg := parseResolvers([]string{in})
-		if msg != "" {
-			return
-		}
-		for _, r := range out {
-			if _, err := netip.ParseAddrPort(r); err != nil {
-				t.Fatalf("accepted %q as %q", in, r)
-			}
 		}
 	})
 }

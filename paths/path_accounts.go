@@ -12,35 +12,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
-
-// AccountPrefix is where ACME accounts live, one entry per name. Seal-wrapped: entries hold the
-// account's private key.
-const AccountPrefix = "accounts/"
-
-// AccountEntry is an ACME account as stored.
-type AccountEntry struct {
-	DirectoryURL         string    `json:"directory_url"`
-	Contact              []string  `json:"contact,omitempty"`
-	KeyType              string    `json:"key_type"`
-	TermsOfServiceAgreed bool      `json:"terms_of_service_agreed"`
-	EABKeyID             string    `json:"eab_kid,omitempty"`
-	CABundle             string    `json:"ca_bundle,omitempty"`
-	AccountURL           string    `json:"account_url"`
-	Status               string    `json:"status"`
-	CreatedAt            time.Time `json:"created_at"`
-	// PrivateKey is the PKCS #8 PEM account key. It never leaves storage.
-	PrivateKey string `json:"private_key"`
-}
-
-// LoadAccount returns the account stored under name, or nil.
-func LoadAccount(ctx context.Context, s logical.Storage, name string) (*AccountEntry, error) {
-	return loadEntry[AccountEntry](ctx, s, AccountPrefix, name, "account")
-}
 
 var accountFields = map[string]*framework.FieldSchema{
 	"name": {Type: framework.TypeString, Required: true, Description: "Name of the account."},
@@ -64,9 +40,9 @@ var accountReadFields = fieldsOf(accountFields, "directory_url", "contact", "key
 	"eab_kid", "ca_bundle", "account_url", "status", "created_at")
 
 func accountPaths(e Engine) []*framework.Path {
-	h := &accountHandler{engine: e, locks: locksutil.CreateLocks()}
+	h := &accountHandler{engine: e}
 	return resource{
-		prefix: AccountPrefix, singular: "account", plural: "accounts",
+		engine: e, prefix: storage.AccountPrefix, kind: "account", singular: "account", plural: "accounts",
 		fields: fieldsOf(accountFields, "name", "directory_url", "contact", "key_type", "terms_of_service_agreed",
 			"eab_kid", "eab_hmac_key", "ca_bundle", "private_key"),
 		readFields: accountReadFields,
@@ -80,18 +56,17 @@ func accountPaths(e Engine) []*framework.Path {
 
 type accountHandler struct {
 	engine Engine
-	locks  []*locksutil.LockEntry
 }
 
 func (h *accountHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	a, err := LoadAccount(ctx, req.Storage, d.Get("name").(string))
+	a, err := storage.LoadAccount(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || a == nil {
 		return nil, err
 	}
 	return &logical.Response{Data: accountResponse(a)}, nil
 }
 
-func accountResponse(a *AccountEntry) map[string]any {
+func accountResponse(a *storage.AccountEntry) map[string]any {
 	contact := a.Contact
 	if contact == nil {
 		contact = []string{}
@@ -109,16 +84,10 @@ func accountResponse(a *AccountEntry) map[string]any {
 	}
 }
 
-func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := ValidateEntryName("account", name); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	lock := locksutil.LockForKey(h.locks, name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	existing, err := LoadAccount(ctx, req.Storage, name)
+// write registers a new account at its CA or updates an existing one (resource.lockedWrite holds
+// the account's lock).
+func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (*logical.Response, error) {
+	existing, err := storage.LoadAccount(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +104,8 @@ func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *fra
 		return caErrorResponse(fmt.Sprintf("register account %q at %s", name, a.DirectoryURL), err)
 	}
 	a.AccountURL, a.Status, a.CreatedAt = url, status, time.Now().UTC()
-	if err := putEntry(ctx, req.Storage, AccountPrefix+name, a); err != nil {
-		return nil, fmt.Errorf("store account %q: %w", name, err)
+	if err := storage.StoreAccount(ctx, req.Storage, name, a); err != nil {
+		return nil, err
 	}
 	h.engine.AccountChanged(name)
 	return &logical.Response{Data: accountResponse(a)}, nil
@@ -144,11 +113,11 @@ func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *fra
 
 // parseNewAccount validates a create request. It returns a message for the caller when the input
 // is unusable.
-func parseNewAccount(d *framework.FieldData) (*AccountEntry, acme.Registration, crypto.Signer, string) {
+func parseNewAccount(d *framework.FieldData) (*storage.AccountEntry, acme.Registration, crypto.Signer, string) {
 	var reg acme.Registration
 	dir, err := acme.ResolveDirectoryURL(d.Get("directory_url").(string))
 	if err != nil {
-		return nil, reg, nil, err.Error()
+		return nil, reg, nil, fieldMessage("", err)
 	}
 	agreed, ok := d.GetOk("terms_of_service_agreed")
 	if !ok || !agreed.(bool) {
@@ -159,7 +128,7 @@ func parseNewAccount(d *framework.FieldData) (*AccountEntry, acme.Registration, 
 		return nil, reg, nil, msg
 	}
 	if _, err := acme.ParseCABundle(d.Get("ca_bundle").(string)); err != nil {
-		return nil, reg, nil, err.Error()
+		return nil, reg, nil, fieldMessage("", err)
 	}
 	kid, hmac := strings.TrimSpace(d.Get("eab_kid").(string)), strings.TrimSpace(d.Get("eab_hmac_key").(string))
 	if (kid == "") != (hmac == "") {
@@ -167,7 +136,7 @@ func parseNewAccount(d *framework.FieldData) (*AccountEntry, acme.Registration, 
 	}
 	if hmac != "" {
 		if err := acme.ValidateEABKey(hmac); err != nil {
-			return nil, reg, nil, err.Error()
+			return nil, reg, nil, fieldMessage("", err)
 		}
 	}
 	key, keyType, msg := accountKey(d)
@@ -179,7 +148,7 @@ func parseNewAccount(d *framework.FieldData) (*AccountEntry, acme.Registration, 
 		return nil, reg, nil, err.Error()
 	}
 	reg = acme.Registration{Contact: contact, TermsOfServiceAgreed: true, EABKeyID: kid, EABHMACKey: hmac}
-	return &AccountEntry{
+	return &storage.AccountEntry{
 		DirectoryURL: dir, Contact: contact, KeyType: string(keyType), TermsOfServiceAgreed: true,
 		EABKeyID: kid, CABundle: d.Get("ca_bundle").(string), PrivateKey: pemKey,
 	}, reg, key, ""
@@ -190,12 +159,12 @@ func accountKey(d *framework.FieldData) (crypto.Signer, acme.KeyType, string) {
 	rawType, typeGiven := d.GetOk("key_type")
 	kt, err := acme.ParseKeyType(fmt.Sprint(d.Get("key_type")))
 	if err != nil {
-		return nil, "", "key_type: " + strings.TrimPrefix(err.Error(), "acme: ")
+		return nil, "", fieldMessage("key_type", err)
 	}
 	if pemKey := d.Get("private_key").(string); strings.TrimSpace(pemKey) != "" {
 		key, err := acme.ParseKey(pemKey)
 		if err != nil {
-			return nil, "", "private_key: " + strings.TrimPrefix(err.Error(), "acme: ")
+			return nil, "", fieldMessage("private_key", err)
 		}
 		actual, _ := acme.KeyTypeOf(key)
 		if typeGiven && rawType.(string) != "" && actual != kt {
@@ -228,7 +197,7 @@ func parseContact(in []string) ([]string, string) {
 }
 
 // update applies the changes an existing account allows: contact and ca_bundle.
-func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *framework.FieldData, name string, a *AccountEntry) (*logical.Response, error) {
+func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *framework.FieldData, name string, a *storage.AccountEntry) (*logical.Response, error) {
 	for _, f := range []string{"directory_url", "key_type", "private_key", "eab_kid", "eab_hmac_key"} {
 		if v, ok := d.GetOk(f); ok && fmt.Sprint(v) != "" && !sameAccountValue(a, f, fmt.Sprint(v)) {
 			return logical.ErrorResponse("%s of existing account %q cannot change: delete it and create a new account, or use another name", f, name), nil
@@ -252,18 +221,18 @@ func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *fr
 	}
 	if raw, ok := d.GetOk("ca_bundle"); ok {
 		if _, err := acme.ParseCABundle(raw.(string)); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
+			return logical.ErrorResponse(fieldMessage("", err)), nil
 		}
 		updated.CABundle = raw.(string)
 	}
-	if err := putEntry(ctx, req.Storage, AccountPrefix+name, &updated); err != nil {
-		return nil, fmt.Errorf("store account %q: %w", name, err)
+	if err := storage.StoreAccount(ctx, req.Storage, name, &updated); err != nil {
+		return nil, err
 	}
 	h.engine.AccountChanged(name)
 	return &logical.Response{Data: accountResponse(&updated)}, nil
 }
 
-func sameAccountValue(a *AccountEntry, field, v string) bool {
+func sameAccountValue(a *storage.AccountEntry, field, v string) bool {
 	switch field {
 	case "directory_url":
 		dir, err := acme.ResolveDirectoryURL(v)
@@ -277,8 +246,8 @@ func sameAccountValue(a *AccountEntry, field, v string) bool {
 }
 
 func (h *accountHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return deleteUnlessUsed(ctx, req.Storage, AccountPrefix, d.Get("name").(string), "account",
-		func(r *RoleEntry, name string) bool { return r.Account == name }, h.engine.AccountChanged)
+	return deleteUnlessUsed(ctx, req, h.engine, storage.AccountPrefix, d.Get("name").(string), "account",
+		func(r *storage.RoleEntry, name string) bool { return r.Account == name }, storage.DeleteAccount, h.engine.AccountChanged)
 }
 
 // caErrorResponse turns a failure talking to the CA into a response: the CA's refusal or an
@@ -297,6 +266,20 @@ func caErrorResponse(what string, err error) (*logical.Response, error) {
 		return nil, logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf("%s: %v", what, err))
 	}
 	return logical.ErrorResponse("%s: %v", what, err), nil
+}
+
+// fieldMessage turns a validation error into a 400 message, prefixed with field unless it is
+// empty (the message names its field already). acme's errors lose their package prefix.
+func fieldMessage(field string, err error) string {
+	msg := err.Error()
+	var ve *acme.ValidationError
+	if errors.As(err, &ve) {
+		msg = ve.Reason
+	}
+	if field == "" {
+		return msg
+	}
+	return field + ": " + msg
 }
 
 func anySlice(s []string) []any {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 var certActionFields = map[string]*framework.FieldSchema{
@@ -35,7 +36,7 @@ func certActionPaths(e Engine) []*framework.Path {
 	h := &certActionHandler{engine: e}
 	return []*framework.Path{
 		{
-			Pattern:      CertPrefix + "(?P<name>.+)/renew$",
+			Pattern:      storage.CertPrefix + "(?P<name>.+)/renew$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
 			Fields:       fieldsOf(certActionFields, "name", "wait"),
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -47,7 +48,7 @@ func certActionPaths(e Engine) []*framework.Path {
 			HelpDescription: pathCertRenewHelpDesc,
 		},
 		{
-			Pattern:      CertPrefix + "(?P<name>.+)/revoke$",
+			Pattern:      storage.CertPrefix + "(?P<name>.+)/revoke$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
 			Fields:       fieldsOf(certActionFields, "name", "reason"),
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -78,12 +79,12 @@ func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
-	lock := CertLock(name)
+	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
-	c, err := LoadCert(ctx, req.Storage, name)
+	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err == nil && c != nil {
 		c.ForceRenewal, c.Attempts, c.NextAttemptAt, c.UpdatedAt = true, 0, time.Time{}, time.Now().UTC()
-		err = StoreCert(ctx, req.Storage, name, c)
+		err = storage.StoreCert(ctx, req.Storage, name, c)
 	}
 	lock.Unlock()
 	if err != nil {
@@ -111,7 +112,7 @@ func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d 
 	if !ok {
 		return logical.ErrorResponse("reason %q is not a revocation reason: use one of %s", reasonName, strings.Join(revocationReasonNames(), ", ")), nil
 	}
-	c, err := LoadCert(ctx, req.Storage, name)
+	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -126,20 +127,20 @@ func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d 
 	}
 
 	// Forget the revoked certificate (if a renewal did not replace it meanwhile) and issue anew.
-	lock := CertLock(name)
+	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
-	cur, err := LoadCert(ctx, req.Storage, name)
+	cur, err := storage.LoadCert(ctx, req.Storage, name)
 	if err == nil && cur != nil && cur.SerialNumber == c.SerialNumber {
 		cur.Certificate, cur.Chain, cur.PrivateKey, cur.IssuedGeneration = "", nil, "", 0
-		cur.Status, cur.Attempts, cur.NextAttemptAt, cur.UpdatedAt = StatusPending, 0, time.Time{}, time.Now().UTC()
-		err = StoreCert(ctx, req.Storage, name, cur)
+		cur.Status, cur.Attempts, cur.NextAttemptAt, cur.UpdatedAt = storage.StatusPending, 0, time.Time{}, time.Now().UTC()
+		err = storage.StoreCert(ctx, req.Storage, name, cur)
 	}
 	lock.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	h.engine.CertificateChanged(name)
-	status := StatusPending
+	status := storage.StatusPending
 	if cur != nil {
 		status = cur.Status
 	}
@@ -192,7 +193,7 @@ func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
 		if s.Attempts > 0 {
 			failing, listed = append(failing, name), true
 		}
-		if s.Status == StatusPending || s.Status == StatusFailed {
+		if s.Status == storage.StatusPending || s.Status == storage.StatusFailed {
 			pending, listed = append(pending, name), true
 		}
 		if listed {

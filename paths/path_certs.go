@@ -9,25 +9,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-)
-
-// CertPrefix is where certificates live, under their names (which may contain "/"). Seal-wrapped:
-// entries hold the certificate's private key.
-const CertPrefix = "certs/"
-
-// Certificate statuses.
-const (
-	// StatusPending: the certificate's current specification has not been issued yet; work is
-	// under way or will start on the next read or renewal tick.
-	StatusPending = "pending"
-	// StatusValid: the stored certificate matches the specification.
-	StatusValid = "valid"
-	// StatusFailed: the last attempt failed; see last_error and next_attempt_at.
-	StatusFailed = "failed"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // Bounds of how long a request waits for issuance. Vault cuts requests at 90 s.
@@ -36,78 +21,6 @@ const (
 	defaultReadWait  = 30 * time.Second
 	maxWait          = 60 * time.Second
 )
-
-// CertEntry is a named certificate: its specification, the state of its issuance and the current
-// certificate with its key.
-type CertEntry struct {
-	Role    string   `json:"role"`
-	Domains []string `json:"domains"`
-	KeyType string   `json:"key_type"`
-	Profile string   `json:"profile,omitempty"`
-	// Generation increases whenever the specification (role, domains, key type) changes.
-	Generation int64 `json:"generation"`
-
-	Status        string    `json:"status"`
-	LastError     string    `json:"last_error,omitempty"`
-	Attempts      int       `json:"attempts,omitempty"`
-	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
-
-	// The current certificate, from IssuedGeneration of the specification.
-	Certificate      string    `json:"certificate,omitempty"`
-	Chain            []string  `json:"chain,omitempty"`
-	PrivateKey       string    `json:"private_key,omitempty"`
-	SerialNumber     string    `json:"serial_number,omitempty"`
-	NotBefore        time.Time `json:"not_before,omitzero"`
-	NotAfter         time.Time `json:"not_after,omitzero"`
-	IssuedAt         time.Time `json:"issued_at,omitzero"`
-	IssuedGeneration int64     `json:"issued_generation,omitempty"`
-	OrderURL         string    `json:"order_url,omitempty"`
-	CertURL          string    `json:"cert_url,omitempty"`
-
-	// RenewAt is when the current certificate is to be renewed: inside the CA's ARI window when it
-	// offers one, else with a third of its lifetime left (half, under ten days), with jitter.
-	RenewAt time.Time `json:"renew_at,omitzero"`
-	// ARICheckAt is when the CA's renewal window is to be fetched next; zero without ARI.
-	ARICheckAt time.Time `json:"ari_check_at,omitzero"`
-	// ARIWindowStart and ARIWindowEnd are the window last accepted from the CA.
-	ARIWindowStart time.Time `json:"ari_window_start,omitzero"`
-	ARIWindowEnd   time.Time `json:"ari_window_end,omitzero"`
-	// LastEarlyRenewal is when an ARI window last moved a renewal earlier than planned; a second
-	// early window soon after is ignored, so a hostile or broken CA cannot cause a renewal loop.
-	LastEarlyRenewal time.Time `json:"last_early_renewal,omitzero"`
-	// ForceRenewal asks for a renewal now, whatever renew_at says (certs/<name>/renew).
-	ForceRenewal bool `json:"force_renewal,omitempty"`
-	// Renewals counts certificates issued for this entry after the first.
-	Renewals int `json:"renewals,omitempty"`
-
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// Current reports whether the stored certificate was issued for the current specification.
-func (c *CertEntry) Current() bool {
-	return c.Certificate != "" && c.IssuedGeneration == c.Generation
-}
-
-// LoadCert returns the certificate stored under name, or nil.
-func LoadCert(ctx context.Context, s logical.Storage, name string) (*CertEntry, error) {
-	return loadEntry[CertEntry](ctx, s, CertPrefix, name, "certificate")
-}
-
-// StoreCert writes the certificate entry.
-func StoreCert(ctx context.Context, s logical.Storage, name string, c *CertEntry) error {
-	if err := putEntry(ctx, s, CertPrefix+name, c); err != nil {
-		return fmt.Errorf("store certificate %q: %w", name, err)
-	}
-	return nil
-}
-
-// CertLocks guard read-modify-write of certificate entries; the backend's issuance workers take
-// the same lock (via CertLock) before storing a result.
-var certLocks = locksutil.CreateLocks()
-
-// CertLock returns the lock of the certificate named name.
-func CertLock(name string) *locksutil.LockEntry { return locksutil.LockForKey(certLocks, name) }
 
 var certFields = map[string]*framework.FieldSchema{
 	"name":    {Type: framework.TypeString, Required: true, Description: "Name of the certificate; may contain / (tenant prefixes such as team-a/www)."},
@@ -147,7 +60,7 @@ func certPaths(e Engine) []*framework.Path {
 	h := &certHandler{engine: e}
 	return []*framework.Path{
 		{
-			Pattern:      CertPrefix + "(?P<prefix>(.+/)?)$",
+			Pattern:      storage.CertPrefix + "(?P<prefix>(.+/)?)$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificates"},
 			Fields:       map[string]*framework.FieldSchema{"prefix": {Type: framework.TypeString, Description: "Folder of certificate names to list, ending in /."}},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -158,10 +71,10 @@ func certPaths(e Engine) []*framework.Path {
 			HelpDescription: pathCertsListHelpDesc,
 		},
 		{
-			Pattern:        CertPrefix + "(?P<name>.*[^/])$",
+			Pattern:        storage.CertPrefix + "(?P<name>.*[^/])$",
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
 			Fields:         fieldsOf(certFields, "name", "role", "domains", "key_type", "profile", "wait"),
-			ExistenceCheck: existence(CertPrefix),
+			ExistenceCheck: existence(storage.CertPrefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Declare a certificate and issue it.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"}, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true,
@@ -192,7 +105,7 @@ type certHandler struct {
 }
 
 func (h *certHandler) list(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	keys, err := req.Storage.List(ctx, CertPrefix+d.Get("prefix").(string))
+	keys, err := req.Storage.List(ctx, storage.CertPrefix+d.Get("prefix").(string))
 	if err != nil {
 		return nil, err
 	}
@@ -209,9 +122,9 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 		return logical.ErrorResponse(msg), nil
 	}
 
-	lock := CertLock(name)
+	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
-	existing, err := LoadCert(ctx, req.Storage, name)
+	existing, err := storage.LoadCert(ctx, req.Storage, name)
 	if err != nil {
 		lock.Unlock()
 		return nil, err
@@ -226,7 +139,7 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 	}
 	entry, changed := applyCertSpec(existing, spec, time.Now().UTC())
 	if changed {
-		if err := StoreCert(ctx, req.Storage, name, entry); err != nil {
+		if err := storage.StoreCert(ctx, req.Storage, name, entry); err != nil {
 			lock.Unlock()
 			return nil, err
 		}
@@ -246,7 +159,7 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 	}
 	resp := &logical.Response{Data: certWriteResponse(entry)}
 	if !entry.Current() {
-		if entry.Status == StatusPending {
+		if entry.Status == storage.StatusPending {
 			resp.AddWarning(fmt.Sprintf("issuance continues in the background: read certs/%s for the certificate", name))
 		}
 		return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
@@ -269,8 +182,8 @@ func waitField(d *framework.FieldData, def time.Duration) (time.Duration, string
 
 // certSpec validates the requested specification against the role. Unset fields keep the
 // existing entry's values.
-func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *CertEntry) (*CertEntry, string, error) {
-	spec := &CertEntry{}
+func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *storage.CertEntry) (*storage.CertEntry, string, error) {
+	spec := &storage.CertEntry{}
 	if existing != nil {
 		spec.Role, spec.Domains, spec.KeyType, spec.Profile = existing.Role, existing.Domains, existing.KeyType, existing.Profile
 	}
@@ -280,7 +193,7 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	if spec.Role == "" {
 		return nil, "role is required: give the role to issue under (roles/<name>)", nil
 	}
-	role, err := LoadRole(ctx, s, spec.Role)
+	role, err := storage.LoadRole(ctx, s, spec.Role)
 	if err != nil {
 		return nil, "", err
 	}
@@ -309,7 +222,7 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	if v, ok := d.GetOk("key_type"); ok && v.(string) != "" {
 		kt, err := acme.ParseKeyType(v.(string))
 		if err != nil {
-			return nil, "key_type: " + strings.TrimPrefix(err.Error(), "acme: "), nil
+			return nil, fieldMessage("key_type", err), nil
 		}
 		spec.KeyType = string(kt)
 	} else if existing == nil || d.Get("role").(string) != "" && spec.Role != existing.Role {
@@ -332,14 +245,14 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 // applyCertSpec merges spec into existing (or a new entry) and reports whether anything must be
 // stored. A changed specification starts a new generation; writing a failed certificate again
 // asks for an attempt now.
-func applyCertSpec(existing, spec *CertEntry, now time.Time) (*CertEntry, bool) {
+func applyCertSpec(existing, spec *storage.CertEntry, now time.Time) (*storage.CertEntry, bool) {
 	if existing == nil {
-		spec.Generation, spec.Status, spec.CreatedAt, spec.UpdatedAt = 1, StatusPending, now, now
+		spec.Generation, spec.Status, spec.CreatedAt, spec.UpdatedAt = 1, storage.StatusPending, now, now
 		return spec, true
 	}
 	e := *existing
 	if e.Role == spec.Role && slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile {
-		if e.Status == StatusFailed && !e.Current() {
+		if e.Status == storage.StatusFailed && !e.Current() {
 			e.NextAttemptAt, e.UpdatedAt = time.Time{}, now
 			return &e, true
 		}
@@ -347,11 +260,11 @@ func applyCertSpec(existing, spec *CertEntry, now time.Time) (*CertEntry, bool) 
 	}
 	e.Role, e.Domains, e.KeyType, e.Profile = spec.Role, spec.Domains, spec.KeyType, spec.Profile
 	e.Generation++
-	e.Status, e.LastError, e.Attempts, e.NextAttemptAt, e.UpdatedAt = StatusPending, "", 0, time.Time{}, now
+	e.Status, e.LastError, e.Attempts, e.NextAttemptAt, e.UpdatedAt = storage.StatusPending, "", 0, time.Time{}, now
 	return &e, true
 }
 
-func certWriteResponse(c *CertEntry) map[string]any {
+func certWriteResponse(c *storage.CertEntry) map[string]any {
 	data := map[string]any{
 		"role":       c.Role,
 		"domains":    c.Domains,
@@ -370,7 +283,7 @@ func certWriteResponse(c *CertEntry) map[string]any {
 
 func (h *certHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	c, err := LoadCert(ctx, req.Storage, name)
+	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
 	}
@@ -397,8 +310,8 @@ func (h *certHandler) read(ctx context.Context, req *logical.Request, d *framewo
 }
 
 // notIssuedError is the retryable error of a read that finds no certificate yet.
-func notIssuedError(name string, c *CertEntry) error {
-	if c.Status == StatusFailed {
+func notIssuedError(name string, c *storage.CertEntry) error {
+	if c.Status == storage.StatusFailed {
 		msg := fmt.Sprintf("certificate %q is not issued: the last attempt failed: %s", name, c.LastError)
 		if !c.NextAttemptAt.IsZero() {
 			msg += fmt.Sprintf("; the next attempt starts at %s, or write certs/%s again to retry now", c.NextAttemptAt.Format(time.RFC3339), name)
@@ -409,7 +322,7 @@ func notIssuedError(name string, c *CertEntry) error {
 		fmt.Sprintf("certificate %q is not issued yet (status %s): issuance is in progress, retry in a few seconds", name, c.Status))
 }
 
-func certReadResponse(c *CertEntry) map[string]any {
+func certReadResponse(c *storage.CertEntry) map[string]any {
 	issuing := ""
 	if len(c.Chain) > 0 {
 		issuing = c.Chain[0]
@@ -459,7 +372,7 @@ const minReadTTL = 5 * time.Second
 // earlier) and the certificate's renewal interval. consul-template and
 // Vault Agent re-read a secret carrying rotation_period after ttl seconds, so they pick up a
 // renewal right after it happens instead of at 90% of the old certificate's life.
-func readTTL(c *CertEntry, now time.Time) (ttl, rotation int64) {
+func readTTL(c *storage.CertEntry, now time.Time) (ttl, rotation int64) {
 	next := c.RenewAt
 	if c.Attempts > 0 && c.NextAttemptAt.After(next) {
 		next = c.NextAttemptAt
@@ -496,12 +409,12 @@ func validateProfile(p string) error {
 
 func (h *certHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	lock := CertLock(name)
+	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
-	err := req.Storage.Delete(ctx, CertPrefix+name)
+	err := storage.DeleteCert(ctx, req.Storage, name)
 	lock.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("delete certificate %q: %w", name, err)
+		return nil, err
 	}
 	h.engine.CertificateChanged(name)
 	return nil, nil

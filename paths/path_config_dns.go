@@ -5,71 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
-
-// DNSConfigPrefix is where DNS-01 solver configurations live. Seal-wrapped: entries hold DNS
-// provider credentials.
-const DNSConfigPrefix = "config/dns/"
-
-// Defaults and bounds of a DNS configuration's timing.
-const (
-	defaultPropagationTimeout = 2 * time.Minute
-	maxPropagationTimeout     = 30 * time.Minute
-	defaultPollingInterval    = 500 * time.Millisecond
-	minPollingInterval        = 50 * time.Millisecond
-	maxPollingInterval        = time.Minute
-)
-
-// DNSConfigEntry is a DNS-01 solver configuration as stored.
-type DNSConfigEntry struct {
-	Provider string `json:"provider"`
-	// Credentials are passed to the provider's isolated process under these names. Never returned.
-	Credentials        map[string]string `json:"credentials,omitempty"`
-	Zones              []string          `json:"zones,omitempty"`
-	Resolvers          []string          `json:"resolvers,omitempty"`
-	PropagationTimeout time.Duration     `json:"propagation_timeout"`
-	PollingInterval    time.Duration     `json:"polling_interval"`
-	TTL                int               `json:"ttl,omitempty"`
-}
-
-// SolverConfig returns the configuration in the form the solvers package takes.
-func (c *DNSConfigEntry) SolverConfig() solvers.DNSConfig {
-	return solvers.DNSConfig{
-		Provider: c.Provider, Credentials: maps.Clone(c.Credentials), Resolvers: slices.Clone(c.Resolvers),
-		PropagationTimeout: c.PropagationTimeout, PollingInterval: c.PollingInterval, TTL: c.TTL,
-	}
-}
-
-// Covers reports whether domain (canonical, possibly a wildcard) lies in one of the configuration's
-// zones. A configuration without zones covers every name.
-func (c *DNSConfigEntry) Covers(domain string) bool {
-	if len(c.Zones) == 0 {
-		return true
-	}
-	domain = strings.TrimPrefix(domain, "*.")
-	for _, z := range c.Zones {
-		if domain == z || strings.HasSuffix(domain, "."+z) {
-			return true
-		}
-	}
-	return false
-}
-
-// LoadDNSConfig returns the DNS configuration stored under name, or nil.
-func LoadDNSConfig(ctx context.Context, s logical.Storage, name string) (*DNSConfigEntry, error) {
-	return loadEntry[DNSConfigEntry](ctx, s, DNSConfigPrefix, name, "DNS configuration")
-}
 
 var dnsConfigFields = map[string]*framework.FieldSchema{
 	"name":     {Type: framework.TypeString, Required: true, Description: "Name of the DNS configuration."},
@@ -79,17 +24,17 @@ var dnsConfigFields = map[string]*framework.FieldSchema{
 	"credential_keys":     {Type: framework.TypeStringSlice, Description: "Names of the credentials that are set (values are never returned)."},
 	"zones":               {Type: framework.TypeCommaStringSlice, Description: "DNS zones this configuration may answer challenges for. Empty: any."},
 	"resolvers":           {Type: framework.TypeCommaStringSlice, Description: "DNS servers (ip or ip:port) used to check that records have propagated and for the provider's zone lookups."},
-	"propagation_timeout": {Type: framework.TypeDurationSecond, Default: int(defaultPropagationTimeout.Seconds()), Description: "How long to wait for a record to be visible at the resolvers."},
-	"polling_interval":    {Type: framework.TypeString, Default: defaultPollingInterval.String(), Description: "First interval between propagation checks (Go duration, e.g. 500ms); grows up to 5s."},
+	"propagation_timeout": {Type: framework.TypeDurationSecond, Default: int(solvers.DefaultPropagationTimeout.Seconds()), Description: "How long to wait for a record to be visible at the resolvers."},
+	"polling_interval":    {Type: framework.TypeString, Default: solvers.DefaultPollingInterval.String(), Description: "First interval between propagation checks (Go duration, e.g. 500ms); grows up to 5s."},
 	"ttl":                 {Type: framework.TypeInt, Description: "TTL of challenge records in seconds, when the credentials do not set the provider's own *_TTL. 0: the provider's default."},
 }
 
 var dnsConfigReadFields = fieldsOf(dnsConfigFields, "provider", "credential_keys", "zones", "resolvers", "propagation_timeout", "polling_interval", "ttl")
 
 func dnsConfigPaths(e Engine) []*framework.Path {
-	h := &dnsConfigHandler{engine: e, locks: locksutil.CreateLocks()}
+	h := &dnsConfigHandler{engine: e}
 	return resource{
-		prefix: DNSConfigPrefix, singular: "dns-config", plural: "dns-configs",
+		engine: e, prefix: storage.DNSConfigPrefix, kind: "DNS configuration", singular: "dns-config", plural: "dns-configs",
 		fields: fieldsOf(dnsConfigFields, "name", "provider", "credentials", "zones", "resolvers", "propagation_timeout",
 			"polling_interval", "ttl"),
 		readFields: dnsConfigReadFields,
@@ -103,18 +48,17 @@ func dnsConfigPaths(e Engine) []*framework.Path {
 
 type dnsConfigHandler struct {
 	engine Engine
-	locks  []*locksutil.LockEntry
 }
 
 func (h *dnsConfigHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	c, err := LoadDNSConfig(ctx, req.Storage, d.Get("name").(string))
+	c, err := storage.LoadDNSConfig(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || c == nil {
 		return nil, err
 	}
 	return &logical.Response{Data: dnsConfigResponse(c)}, nil
 }
 
-func dnsConfigResponse(c *DNSConfigEntry) map[string]any {
+func dnsConfigResponse(c *storage.DNSConfigEntry) map[string]any {
 	keys := slices.Sorted(maps.Keys(c.Credentials))
 	if keys == nil {
 		keys = []string{}
@@ -137,35 +81,29 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (h *dnsConfigHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := ValidateEntryName("DNS configuration", name); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	lock := locksutil.LockForKey(h.locks, name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	existing, err := LoadDNSConfig(ctx, req.Storage, name)
+// write creates or updates a DNS configuration after checking it in an isolated provider process
+// (resource.lockedWrite holds the configuration's lock).
+func (h *dnsConfigHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (*logical.Response, error) {
+	existing, err := storage.LoadDNSConfig(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
-	c := &DNSConfigEntry{PropagationTimeout: defaultPropagationTimeout, PollingInterval: defaultPollingInterval}
+	c := &storage.DNSConfigEntry{PropagationTimeout: solvers.DefaultPropagationTimeout, PollingInterval: solvers.DefaultPollingInterval}
 	if existing != nil {
 		c = existing
 	}
 	if msg := applyDNSConfigFields(c, d, existing == nil); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
-	if err := h.engine.CheckDNSConfig(ctx, c.SolverConfig()); err != nil {
+	if err := h.engine.CheckDNSConfig(ctx, c); err != nil {
 		var ce *solvers.ConfigError
 		if errors.As(err, &ce) {
 			return logical.ErrorResponse("DNS configuration %q cannot work: %v", name, err), nil
 		}
 		return nil, fmt.Errorf("check DNS configuration %q: %w", name, err)
 	}
-	if err := putEntry(ctx, req.Storage, DNSConfigPrefix+name, c); err != nil {
-		return nil, fmt.Errorf("store DNS configuration %q: %w", name, err)
+	if err := storage.StoreDNSConfig(ctx, req.Storage, name, c); err != nil {
+		return nil, err
 	}
 	h.engine.DNSConfigChanged(name)
 	return &logical.Response{Data: dnsConfigResponse(c)}, nil
@@ -173,7 +111,7 @@ func (h *dnsConfigHandler) write(ctx context.Context, req *logical.Request, d *f
 
 // applyDNSConfigFields copies the request's fields into c and validates them. It returns a message
 // for the caller when a field is unusable.
-func applyDNSConfigFields(c *DNSConfigEntry, d *framework.FieldData, create bool) string {
+func applyDNSConfigFields(c *storage.DNSConfigEntry, d *framework.FieldData, create bool) string {
 	if p, ok := d.GetOk("provider"); ok {
 		c.Provider = strings.ToLower(strings.TrimSpace(p.(string)))
 	}
@@ -193,30 +131,30 @@ func applyDNSConfigFields(c *DNSConfigEntry, d *framework.FieldData, create bool
 		c.Credentials = creds
 	}
 	if raw, ok := d.GetOk("zones"); ok {
-		zones, msg := parseZones(raw.([]string))
+		zones, msg := parseZones("zones", raw.([]string))
 		if msg != "" {
 			return msg
 		}
 		c.Zones = zones
 	}
 	if raw, ok := d.GetOk("resolvers"); ok {
-		rs, msg := parseResolvers(raw.([]string))
-		if msg != "" {
-			return msg
+		rs, err := solvers.ParseResolvers(raw.([]string))
+		if err != nil {
+			return "resolvers: " + err.Error()
 		}
 		c.Resolvers = rs
 	}
 	if raw, ok := d.GetOk("propagation_timeout"); ok {
 		t := time.Duration(raw.(int)) * time.Second
-		if t <= 0 || t > maxPropagationTimeout {
-			return fmt.Sprintf("propagation_timeout must be between 1s and %s", maxPropagationTimeout)
+		if t <= 0 || t > solvers.MaxPropagationTimeout {
+			return fmt.Sprintf("propagation_timeout must be between 1s and %s", solvers.MaxPropagationTimeout)
 		}
 		c.PropagationTimeout = t
 	}
 	if raw, ok := d.GetOk("polling_interval"); ok {
 		t, err := time.ParseDuration(strings.TrimSpace(raw.(string)))
-		if err != nil || t < minPollingInterval || t > maxPollingInterval {
-			return fmt.Sprintf("polling_interval %q must be a duration between %s and %s, e.g. 500ms", raw, minPollingInterval, maxPollingInterval)
+		if err != nil || t < solvers.MinPollingInterval || t > solvers.MaxPollingInterval {
+			return fmt.Sprintf("polling_interval %q must be a duration between %s and %s, e.g. 500ms", raw, solvers.MinPollingInterval, solvers.MaxPollingInterval)
 		}
 		c.PollingInterval = t
 	}
@@ -230,7 +168,8 @@ func applyDNSConfigFields(c *DNSConfigEntry, d *framework.FieldData, create bool
 	return ""
 }
 
-func parseZones(in []string) ([]string, string) {
+// parseZones canonicalizes a list of zones or base domains given in field.
+func parseZones(field string, in []string) ([]string, string) {
 	var out []string
 	for _, z := range in {
 		if strings.TrimSpace(z) == "" {
@@ -241,37 +180,16 @@ func parseZones(in []string) ([]string, string) {
 			if err == nil {
 				err = errors.New("a zone cannot be a wildcard")
 			}
-			return nil, fmt.Sprintf("zones: %v", err)
+			return nil, fmt.Sprintf("%s: %v", field, err)
 		}
 		out = append(out, cz)
 	}
 	return out, ""
 }
 
-// parseResolvers accepts "ip" or "ip:port" (IPv6 in brackets with a port) and adds port 53.
-func parseResolvers(in []string) ([]string, string) {
-	var out []string
-	for _, r := range in {
-		r = strings.TrimSpace(r)
-		if r == "" {
-			continue
-		}
-		if ap, err := netip.ParseAddrPort(r); err == nil {
-			out = append(out, ap.String())
-			continue
-		}
-		if a, err := netip.ParseAddr(r); err == nil {
-			out = append(out, net.JoinHostPort(a.String(), "53"))
-			continue
-		}
-		return nil, fmt.Sprintf("resolvers: %q is not an IP address with an optional port, e.g. 192.0.2.53 or 192.0.2.53:5353", r)
-	}
-	return out, ""
-}
-
 func (h *dnsConfigHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return deleteUnlessUsed(ctx, req.Storage, DNSConfigPrefix, d.Get("name").(string), "DNS configuration",
-		func(r *RoleEntry, name string) bool { return r.DNS == name }, h.engine.DNSConfigChanged)
+	return deleteUnlessUsed(ctx, req, h.engine, storage.DNSConfigPrefix, d.Get("name").(string), "DNS configuration",
+		func(r *storage.RoleEntry, name string) bool { return r.DNS == name }, storage.DeleteDNSConfig, h.engine.DNSConfigChanged)
 }
 
 const (

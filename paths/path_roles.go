@@ -6,102 +6,31 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
-// RolePrefix is where roles live. Not seal-wrapped: roles hold no secrets.
-const RolePrefix = "roles/"
-
-// RoleEntry says what certificates issued under the role may be.
-type RoleEntry struct {
-	Account                   string   `json:"account"`
-	DNS                       string   `json:"dns"`
-	AllowedDomains            []string `json:"allowed_domains"`
-	AllowBareDomains          bool     `json:"allow_bare_domains"`
-	AllowSubdomains           bool     `json:"allow_subdomains"`
-	AllowWildcardCertificates bool     `json:"allow_wildcard_certificates"`
-	AllowedCertNames          []string `json:"allowed_cert_names"`
-	KeyType                   string   `json:"key_type"`
-	Profile                   string   `json:"profile,omitempty"`
-}
-
-// AllowsDomain reports whether the canonical name d may appear on a certificate of this role.
-// A wildcard *.X is allowed when wildcards are and every name it covers (a label under X) would be.
-func (r *RoleEntry) AllowsDomain(d string) bool {
-	if rest, ok := strings.CutPrefix(d, "*."); ok {
-		return r.AllowWildcardCertificates && r.allowsName("x."+rest)
-	}
-	return r.allowsName(d)
-}
-
-func (r *RoleEntry) allowsName(d string) bool {
-	for _, base := range r.AllowedDomains {
-		if d == base && r.AllowBareDomains {
-			return true
-		}
-		if r.AllowSubdomains && strings.HasSuffix(d, "."+base) {
-			return true
-		}
-	}
-	return false
-}
-
-// AllowsCertName reports whether a certificate named name may use this role. Patterns are exact
-// names, or end in "*" to match every name with that prefix (as in Vault policies).
-func (r *RoleEntry) AllowsCertName(name string) bool {
-	for _, p := range r.AllowedCertNames {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			if strings.HasPrefix(name, prefix) {
-				return true
-			}
-		} else if name == p {
-			return true
-		}
-	}
-	return false
-}
-
-// LoadRole returns the role stored under name, or nil.
-func LoadRole(ctx context.Context, s logical.Storage, name string) (*RoleEntry, error) {
-	return loadEntry[RoleEntry](ctx, s, RolePrefix, name, "role")
-}
-
-// rolesUsing returns the names of the roles for which match is true.
-func rolesUsing(ctx context.Context, s logical.Storage, match func(*RoleEntry) bool) ([]string, error) {
-	names, err := s.List(ctx, RolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("list roles: %w", err)
-	}
-	var out []string
-	for _, n := range names {
-		r, err := LoadRole(ctx, s, n)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil && match(r) {
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
-// deleteUnlessUsed deletes the entry prefix+name unless a role uses it (usedBy), and then tells
-// the engine (changed). A used entry gets a 400 naming the roles.
-func deleteUnlessUsed(ctx context.Context, s logical.Storage, prefix, name, what string,
-	usedBy func(r *RoleEntry, name string) bool, changed func(name string),
+// deleteUnlessUsed deletes the entry named name under prefix (with del) unless a role uses it
+// (usedBy), and then tells the engine (changed). A used entry gets a 400 naming the roles. The
+// entry's lock is held throughout, so a concurrent write cannot recreate it half-way.
+func deleteUnlessUsed(ctx context.Context, req *logical.Request, e Engine, prefix, name, what string,
+	usedBy func(r *storage.RoleEntry, name string) bool,
+	del func(ctx context.Context, s logical.Storage, name string) error, changed func(name string),
 ) (*logical.Response, error) {
-	users, err := rolesUsing(ctx, s, func(r *RoleEntry) bool { return usedBy(r, name) })
+	lock := e.Locks().For(prefix, name)
+	lock.Lock()
+	defer lock.Unlock()
+	users, err := storage.RolesUsing(ctx, req.Storage, func(r *storage.RoleEntry) bool { return usedBy(r, name) })
 	if err != nil {
 		return nil, err
 	}
 	if len(users) > 0 {
 		return logical.ErrorResponse("%s %q is used by role(s) %s: change or delete them first", what, name, strings.Join(users, ", ")), nil
 	}
-	if err := s.Delete(ctx, prefix+name); err != nil {
-		return nil, fmt.Errorf("delete %s %q: %w", what, name, err)
+	if err := del(ctx, req.Storage, name); err != nil {
+		return nil, err
 	}
 	changed(name)
 	return nil, nil
@@ -124,9 +53,9 @@ var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "
 	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile")
 
 func rolePaths(e Engine) []*framework.Path {
-	h := &roleHandler{engine: e, locks: locksutil.CreateLocks()}
+	h := &roleHandler{engine: e}
 	return resource{
-		prefix: RolePrefix, singular: "role", plural: "roles",
+		engine: e, prefix: storage.RolePrefix, kind: "role", singular: "role", plural: "roles",
 		fields: roleFields, readFields: roleReadFields,
 		write: h.write, read: h.read, del: h.delete,
 		listSum: "List roles.", createSum: "Create a role.", updateSum: "Update a role.", readSum: "Read a role.", deleteSum: "Delete a role.",
@@ -136,18 +65,17 @@ func rolePaths(e Engine) []*framework.Path {
 
 type roleHandler struct {
 	engine Engine
-	locks  []*locksutil.LockEntry
 }
 
 func (h *roleHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	r, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
+	r, err := storage.LoadRole(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || r == nil {
 		return nil, err
 	}
 	return &logical.Response{Data: roleResponse(r)}, nil
 }
 
-func roleResponse(r *RoleEntry) map[string]any {
+func roleResponse(r *storage.RoleEntry) map[string]any {
 	return map[string]any{
 		"account":                     r.Account,
 		"dns":                         r.DNS,
@@ -161,21 +89,14 @@ func roleResponse(r *RoleEntry) map[string]any {
 	}
 }
 
-func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := ValidateEntryName("role", name); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	lock := locksutil.LockForKey(h.locks, name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	r, err := LoadRole(ctx, req.Storage, name)
+// write creates or updates a role (resource.lockedWrite holds the role's lock).
+func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (*logical.Response, error) {
+	r, err := storage.LoadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	if r == nil {
-		r = &RoleEntry{KeyType: string(acme.DefaultKeyType)}
+		r = &storage.RoleEntry{KeyType: string(acme.DefaultKeyType)}
 	}
 	if msg := applyRoleFields(r, d); msg != "" {
 		return logical.ErrorResponse(msg), nil
@@ -186,14 +107,14 @@ func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framew
 		}
 		return logical.ErrorResponse(msg), nil
 	}
-	if err := putEntry(ctx, req.Storage, RolePrefix+name, r); err != nil {
-		return nil, fmt.Errorf("store role %q: %w", name, err)
+	if err := storage.StoreRole(ctx, req.Storage, name, r); err != nil {
+		return nil, err
 	}
 	return &logical.Response{Data: roleResponse(r)}, nil
 }
 
 // applyRoleFields copies the request's fields into r and validates them.
-func applyRoleFields(r *RoleEntry, d *framework.FieldData) string {
+func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) string {
 	if v, ok := d.GetOk("account"); ok {
 		r.Account = strings.TrimSpace(v.(string))
 	}
@@ -207,9 +128,9 @@ func applyRoleFields(r *RoleEntry, d *framework.FieldData) string {
 		}
 	}
 	if v, ok := d.GetOk("allowed_domains"); ok {
-		zones, msg := parseZones(v.([]string))
+		zones, msg := parseZones("allowed_domains", v.([]string))
 		if msg != "" {
-			return "allowed_domains" + strings.TrimPrefix(msg, "zones")
+			return msg
 		}
 		r.AllowedDomains = zones
 	}
@@ -229,7 +150,7 @@ func applyRoleFields(r *RoleEntry, d *framework.FieldData) string {
 	if v, ok := d.GetOk("key_type"); ok {
 		kt, err := acme.ParseKeyType(v.(string))
 		if err != nil {
-			return "key_type: " + strings.TrimPrefix(err.Error(), "acme: ")
+			return fieldMessage("key_type", err)
 		}
 		r.KeyType = string(kt)
 	}
@@ -278,15 +199,15 @@ func validateCertNamePattern(p string) error {
 
 // checkRoleReferences checks that the role's account and DNS configuration exist and that the DNS
 // configuration's zones cover the role's domains.
-func checkRoleReferences(ctx context.Context, s logical.Storage, r *RoleEntry) (string, error) {
-	acct, err := LoadAccount(ctx, s, r.Account)
+func checkRoleReferences(ctx context.Context, s logical.Storage, r *storage.RoleEntry) (string, error) {
+	acct, err := storage.LoadAccount(ctx, s, r.Account)
 	if err != nil {
 		return "", err
 	}
 	if acct == nil {
 		return fmt.Sprintf("account %q does not exist: create accounts/%s first or name another account", r.Account, r.Account), nil
 	}
-	dns, err := LoadDNSConfig(ctx, s, r.DNS)
+	dns, err := storage.LoadDNSConfig(ctx, s, r.DNS)
 	if err != nil {
 		return "", err
 	}
@@ -303,10 +224,10 @@ func checkRoleReferences(ctx context.Context, s logical.Storage, r *RoleEntry) (
 
 func (h *roleHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	if err := req.Storage.Delete(ctx, RolePrefix+name); err != nil {
-		return nil, fmt.Errorf("delete role %q: %w", name, err)
-	}
-	return nil, nil
+	lock := h.engine.Locks().For(storage.RolePrefix, name)
+	lock.Lock()
+	defer lock.Unlock()
+	return nil, storage.DeleteRole(ctx, req.Storage, name)
 }
 
 const (

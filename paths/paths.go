@@ -1,16 +1,16 @@
 // Package paths is the plugin's HTTP API: one file per resource (accounts, config/dns, roles,
-// certs) holding its storage keys, its stored entry type, its framework.Path declarations,
-// validation, handlers and help text.
+// certs) holding its framework.Path declarations, field schemas, validation, handlers and help
+// text.
 //
-// It may import the acme and solvers packages for their plain types and validators, and reaches
-// everything that does work (the CA, DNS solvers, the issuance workers) through the Engine
-// interface, which the backend implements. It must not import the backend.
+// Entries, storage keys and locks live in the storage package. paths may import acme and solvers
+// for their plain types and validators, and reaches everything that does work (the CA, DNS
+// solvers, the issuance workers) through the Engine interface, which the backend implements. It
+// must not import the backend, nor lego.
 package paths
 
 import (
 	"context"
 	"crypto"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -18,7 +18,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
-	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // operationPrefix prefixes every OpenAPI operation ID of this engine.
@@ -28,34 +28,36 @@ const operationPrefix = "letsencrypt"
 type Engine interface {
 	// RegisterAccount registers (or finds, for an imported key) the account at its CA and returns
 	// the account URL and status. Nothing is stored.
-	RegisterAccount(ctx context.Context, acct *AccountEntry, key crypto.Signer, reg acme.Registration) (url, status string, err error)
+	RegisterAccount(ctx context.Context, acct *storage.AccountEntry, key crypto.Signer, reg acme.Registration) (url, status string, err error)
 	// UpdateAccountContact changes the contact addresses of a registered account at its CA.
-	UpdateAccountContact(ctx context.Context, name string, acct *AccountEntry, contact []string) error
+	UpdateAccountContact(ctx context.Context, name string, acct *storage.AccountEntry, contact []string) error
 	// AccountChanged forgets anything cached for the account (its client, its directory).
 	AccountChanged(name string)
 
 	// CheckDNSConfig builds the DNS provider of cfg in isolation and returns a *solvers.ConfigError
-	// when the configuration cannot work.
-	CheckDNSConfig(ctx context.Context, cfg solvers.DNSConfig) error
+	// when the configuration cannot work. Nothing is stored.
+	CheckDNSConfig(ctx context.Context, cfg *storage.DNSConfigEntry) error
 	// DNSConfigChanged stops the solver process of the named configuration.
 	DNSConfigChanged(name string)
 
 	// EnsureCertificate makes sure the certificate stored under name is issued for its current
 	// specification: it starts issuance unless one is in flight or the certificate is current, and
 	// waits up to wait for the result. It returns the entry as stored when it returns.
-	EnsureCertificate(ctx context.Context, name string, wait time.Duration) (*CertEntry, error)
+	EnsureCertificate(ctx context.Context, name string, wait time.Duration) (*storage.CertEntry, error)
 	// CertificateChanged tells the engine a certificate entry was written or deleted.
 	CertificateChanged(name string)
 	// RenewCertificate runs the renewal of the named certificate that was marked ForceRenewal,
 	// waiting up to wait, and returns the entry as stored when it returns.
-	RenewCertificate(ctx context.Context, name string, wait time.Duration) (*CertEntry, error)
+	RenewCertificate(ctx context.Context, name string, wait time.Duration) (*storage.CertEntry, error)
 	// RevokeCertificate revokes the entry's current certificate at its CA with an RFC 5280 reason.
-	RevokeCertificate(ctx context.Context, name string, c *CertEntry, reason uint) error
+	RevokeCertificate(ctx context.Context, name string, c *storage.CertEntry, reason uint) error
 	// CertificateSummaries returns the renewal scheduler's view of every certificate.
 	CertificateSummaries() map[string]CertSummary
 
 	// WriteSafe reports whether this node may write storage and talk to CAs.
 	WriteSafe() bool
+	// Locks returns the mount's entry locks, shared by the API and the issuance workers.
+	Locks() *storage.Locks
 }
 
 // Paths returns every path of the engine, bound to e.
@@ -70,19 +72,18 @@ func Paths(e Engine) []*framework.Path {
 	return ps
 }
 
-// SealWrapPrefixes lists the storage prefixes that hold keys or credentials; the backend declares
-// them in PathsSpecial.SealWrapStorage.
-func SealWrapPrefixes() []string {
-	return []string{AccountPrefix, DNSConfigPrefix, CertPrefix}
-}
-
 // resource describes a stored resource with list, create, update, read and delete under
 // prefix: accounts, DNS configurations and roles share this shape.
 type resource struct {
+	engine             Engine
 	prefix             string // storage and path prefix, e.g. "accounts/"
+	kind               string // what an entry is called in messages, e.g. "DNS configuration"
 	singular, plural   string // OpenAPI operation suffixes
 	fields, readFields map[string]*framework.FieldSchema
-	write, read, del   framework.OperationFunc
+	// write creates or updates the entry named name; it runs with the name validated and the
+	// entry's lock held.
+	write     func(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (*logical.Response, error)
+	read, del framework.OperationFunc
 	// summaries of the list, create, update, read and delete operations.
 	listSum, createSum, updateSum, readSum, deleteSum string
 	listSyn, listDesc, syn, desc                      string
@@ -112,8 +113,8 @@ func (r resource) paths() []*framework.Path {
 			Fields:         r.fields,
 			ExistenceCheck: existence(r.prefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: op(r.write, r.createSum, "write", true, ok),
-				logical.UpdateOperation: op(r.write, r.updateSum, "write", true, ok),
+				logical.CreateOperation: op(r.lockedWrite, r.createSum, "write", true, ok),
+				logical.UpdateOperation: op(r.lockedWrite, r.updateSum, "write", true, ok),
 				logical.ReadOperation:   op(r.read, r.readSum, "read", false, ok),
 				logical.DeleteOperation: op(r.del, r.deleteSum, "delete", true, noContent),
 			},
@@ -123,17 +124,17 @@ func (r resource) paths() []*framework.Path {
 	}
 }
 
-// loadEntry returns the JSON entry stored at prefix+name as a *T, or nil when there is none.
-func loadEntry[T any](ctx context.Context, s logical.Storage, prefix, name, what string) (*T, error) {
-	var v T
-	ok, err := getEntry(ctx, s, prefix+name, &v)
-	if err != nil {
-		return nil, fmt.Errorf("load %s %q: %w", what, name, err)
+// lockedWrite is the write preamble every resource shares: it validates the name, takes the
+// entry's lock and calls the resource's write.
+func (r resource) lockedWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := ValidateEntryName(r.kind, name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
 	}
-	if !ok {
-		return nil, nil
-	}
-	return &v, nil
+	lock := r.engine.Locks().For(r.prefix, name)
+	lock.Lock()
+	defer lock.Unlock()
+	return r.write(ctx, req, d, name)
 }
 
 // existence returns an ExistenceCheck for entries stored under prefix+name. A name that is not
@@ -141,7 +142,7 @@ func loadEntry[T any](ctx context.Context, s logical.Storage, prefix, name, what
 func existence(prefix string) framework.ExistenceFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 		name := d.Get("name").(string)
-		if prefix == CertPrefix && ValidateCertName(name) != nil {
+		if prefix == storage.CertPrefix && ValidateCertName(name) != nil {
 			return false, nil
 		}
 		e, err := req.Storage.Get(ctx, prefix+name)
@@ -175,27 +176,6 @@ var listResponses = map[int][]framework.Response{
 
 // noContent is the declared response of a delete.
 var noContent = map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}}
-
-// getEntry loads the JSON entry stored at key into out; it reports false when there is none.
-func getEntry(ctx context.Context, s logical.Storage, key string, out any) (bool, error) {
-	e, err := s.Get(ctx, key)
-	if err != nil || e == nil {
-		return false, err
-	}
-	if err := e.DecodeJSON(out); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// putEntry stores v as JSON at key.
-func putEntry(ctx context.Context, s logical.Storage, key string, v any) error {
-	e, err := logical.StorageEntryJSON(key, v)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, e)
-}
 
 // fieldsOf returns the response schema of the given names, taken from fields.
 func fieldsOf(fields map[string]*framework.FieldSchema, names ...string) map[string]*framework.FieldSchema {

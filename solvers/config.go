@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -23,13 +23,19 @@ import (
 // provider.Serve when os.Args[1] equals it.
 const ChildCommand = wire.ChildCommand
 
+// Timing of propagation checks: the defaults, and the bounds a configuration may set.
 const (
 	// DefaultPropagationTimeout applies when DNSConfig.PropagationTimeout is zero.
 	DefaultPropagationTimeout = 2 * time.Minute
+	// MaxPropagationTimeout bounds DNSConfig.PropagationTimeout.
+	MaxPropagationTimeout = 30 * time.Minute
 	// DefaultPollingInterval applies when DNSConfig.PollingInterval is zero.
 	DefaultPollingInterval = 500 * time.Millisecond
-	// maxPollingInterval caps the x1.5 back-off of propagation polls.
-	maxPollingInterval = 5 * time.Second
+	// MinPollingInterval and MaxPollingInterval bound DNSConfig.PollingInterval.
+	MinPollingInterval = 50 * time.Millisecond
+	MaxPollingInterval = time.Minute
+	// maxPollBackoff caps the x1.5 back-off of propagation polls.
+	maxPollBackoff = 5 * time.Second
 
 	maxCredentialKeyLen = 128
 	maxProviderNameLen  = 64
@@ -200,13 +206,13 @@ func checkConfig(cfg DNSConfig) (*checkedConfig, error) {
 	if cfg.TTL < 0 {
 		return nil, configErrorf("ttl must not be negative")
 	}
-	if cfg.PropagationTimeout < 0 {
-		return nil, configErrorf("propagation timeout must not be negative")
+	if cfg.PropagationTimeout < 0 || cfg.PropagationTimeout > MaxPropagationTimeout {
+		return nil, configErrorf("propagation_timeout must be between 1s and %s", MaxPropagationTimeout)
 	}
-	if cfg.PollingInterval < 0 {
-		return nil, configErrorf("polling interval must not be negative")
+	if cfg.PollingInterval != 0 && (cfg.PollingInterval < MinPollingInterval || cfg.PollingInterval > MaxPollingInterval) {
+		return nil, configErrorf("polling_interval must be between %s and %s, e.g. 500ms", MinPollingInterval, MaxPollingInterval)
 	}
-	resolvers, err := normaliseResolvers(cfg.Resolvers)
+	resolvers, err := ParseResolvers(cfg.Resolvers)
 	if err != nil {
 		return nil, err
 	}
@@ -221,25 +227,25 @@ func checkConfig(cfg DNSConfig) (*checkedConfig, error) {
 	return cc, nil
 }
 
-// normaliseResolvers adds the default port 53 where none is given.
-func normaliseResolvers(in []string) ([]string, error) {
+// ParseResolvers validates resolver addresses, "ip" or "ip:port" (IPv6 in brackets when a port
+// is given), and returns them as ip:port with the default port 53 added. Resolvers are IP
+// addresses, not names: a name would need the host's own resolver to find them.
+func ParseResolvers(in []string) ([]string, error) {
 	out := make([]string, 0, len(in))
 	for _, r := range in {
 		r = strings.TrimSpace(r)
-		if r == "" || strings.ContainsAny(r, " \t\r\n/") {
-			return nil, configErrorf("resolver %q is not a host or host:port", r)
+		if r == "" {
+			continue
 		}
-		host, port, err := net.SplitHostPort(r)
-		if err != nil {
-			host, port = strings.Trim(r, "[]"), "53"
+		if ap, err := netip.ParseAddrPort(r); err == nil && ap.Port() != 0 {
+			out = append(out, ap.String())
+			continue
 		}
-		if host == "" {
-			return nil, configErrorf("resolver %q has no host", r)
+		if a, err := netip.ParseAddr(r); err == nil {
+			out = append(out, netip.AddrPortFrom(a, 53).String())
+			continue
 		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return nil, configErrorf("resolver %q has an invalid port", r)
-		}
-		out = append(out, net.JoinHostPort(host, port))
+		return nil, configErrorf("resolver %q is not an IP address with an optional port, e.g. 192.0.2.53 or 192.0.2.53:5353", truncate(r, 64))
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package solvers
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -132,12 +133,12 @@ func TestCheckConfig(t *testing.T) {
 	assert.True(t, IsConfigError(err))
 
 	c = base
-	c.Resolvers = []string{"192.0.2.1", "192.0.2.2:5353", "::1", "[2001:db8::1]:53", "dns.example:53"}
+	c.Resolvers = []string{"192.0.2.1", "192.0.2.2:5353", "::1", "[2001:db8::1]:53", " ", ""}
 	cc, err = checkConfig(c)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"192.0.2.1:53", "192.0.2.2:5353", "[::1]:53", "[2001:db8::1]:53", "dns.example:53"}, cc.resolvers)
+	assert.Equal(t, []string{"192.0.2.1:53", "192.0.2.2:5353", "[::1]:53", "[2001:db8::1]:53"}, cc.resolvers, "blank entries are skipped")
 
-	for _, r := range []string{"", "1.2.3.4:0", "1.2.3.4:99999", "a b", ":53", "1.2.3.4:x"} {
+	for _, r := range []string{"dns.example:53", "dns.example", "1.2.3.4:0", "1.2.3.4:99999", "a b", ":53", "1.2.3.4:x", "2001:db8::1:53:x", "[::1]"} {
 		c = base
 		c.Resolvers = []string{r}
 		_, err = checkConfig(c)
@@ -234,4 +235,22 @@ func TestRedactor(t *testing.T) {
 
 	assert.Nil(t, r.Error(nil))
 	assert.Equal(t, "x", newRedactor(nil).String("x"))
+}
+
+// FuzzParseResolvers checks that accepted resolvers are always ip:port.
+func FuzzParseResolvers(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "192.0.2.1:5353", "[2001:db8::1]:53", "2001:db8::1", "dns.example", "1.2.3.4:99999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := ParseResolvers([]string{in})
+		if err != nil {
+			return
+		}
+		for _, r := range out {
+			if _, err := netip.ParseAddrPort(r); err != nil {
+				t.Fatalf("accepted %q as %q", in, r)
+			}
+		}
+	})
 }

@@ -112,7 +112,7 @@ func (p *propagationChecker) wait(ctx context.Context, domain, keyAuth string, t
 			return propagationError(ctx, base, fqdn, pending, time.Since(start))
 		case <-t.C:
 		}
-		interval = min(interval*3/2, maxPollingInterval)
+		interval = min(interval*3/2, maxPollBackoff)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/sdk/plugin"
 
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/backend"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers/provider"
@@ -25,6 +26,9 @@ func main() {
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		fatal(err)
 	}
+	// lego's logger is process-wide; its protocol messages go to Vault's log at debug level
+	// (go-plugin forwards the plugin's JSON stderr).
+	acme.SetLogger(logger())
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
 		BackendFactoryFunc: backend.Factory,
 		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
@@ -34,7 +38,12 @@ func main() {
 	}
 }
 
+// logger is the process's own logger, in the JSON form go-plugin forwards to Vault's log.
+func logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "vault-plugin-secrets-letsencrypt", JSONFormat: true, Level: hclog.Debug})
+}
+
 func fatal(err error) {
-	hclog.New(&hclog.LoggerOptions{Name: "vault-plugin-secrets-letsencrypt"}).Error("plugin shutting down", "error", err)
+	logger().Error("plugin shutting down", "error", err)
 	os.Exit(1)
 }

@@ -1,0 +1,42 @@
+package storage
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// AccountPrefix is where ACME accounts live, one entry per name. Seal-wrapped: entries hold the
+// account's private key.
+const AccountPrefix = "accounts/"
+
+// AccountEntry is an ACME account as stored.
+type AccountEntry struct {
+	DirectoryURL         string    `json:"directory_url"`
+	Contact              []string  `json:"contact,omitempty"`
+	KeyType              string    `json:"key_type"`
+	TermsOfServiceAgreed bool      `json:"terms_of_service_agreed"`
+	EABKeyID             string    `json:"eab_kid,omitempty"`
+	CABundle             string    `json:"ca_bundle,omitempty"`
+	AccountURL           string    `json:"account_url"`
+	Status               string    `json:"status"`
+	CreatedAt            time.Time `json:"created_at"`
+	// PrivateKey is the PKCS #8 PEM account key. It never leaves storage.
+	PrivateKey string `json:"private_key"`
+}
+
+// LoadAccount returns the account stored under name, or nil.
+func LoadAccount(ctx context.Context, s logical.Storage, name string) (*AccountEntry, error) {
+	return load[AccountEntry](ctx, s, AccountPrefix, name, "account")
+}
+
+// StoreAccount writes the account entry.
+func StoreAccount(ctx context.Context, s logical.Storage, name string, a *AccountEntry) error {
+	return store(ctx, s, AccountPrefix, name, "account", a)
+}
+
+// DeleteAccount deletes the account entry.
+func DeleteAccount(ctx context.Context, s logical.Storage, name string) error {
+	return remove(ctx, s, AccountPrefix, name, "account")
+}

@@ -1,0 +1,95 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// RolePrefix is where roles live. Not seal-wrapped: roles hold no secrets.
+const RolePrefix = "roles/"
+
+// RoleEntry says what certificates issued under the role may be.
+type RoleEntry struct {
+	Account                   string   `json:"account"`
+	DNS                       string   `json:"dns"`
+	AllowedDomains            []string `json:"allowed_domains"`
+	AllowBareDomains          bool     `json:"allow_bare_domains"`
+	AllowSubdomains           bool     `json:"allow_subdomains"`
+	AllowWildcardCertificates bool     `json:"allow_wildcard_certificates"`
+	AllowedCertNames          []string `json:"allowed_cert_names"`
+	KeyType                   string   `json:"key_type"`
+	Profile                   string   `json:"profile,omitempty"`
+}
+
+// AllowsDomain reports whether the canonical name d may appear on a certificate of this role.
+// A wildcard *.X is allowed when wildcards are and every name it covers (a label under X) would be.
+func (r *RoleEntry) AllowsDomain(d string) bool {
+	if rest, ok := strings.CutPrefix(d, "*."); ok {
+		return r.AllowWildcardCertificates && r.allowsName("x."+rest)
+	}
+	return r.allowsName(d)
+}
+
+func (r *RoleEntry) allowsName(d string) bool {
+	for _, base := range r.AllowedDomains {
+		if d == base && r.AllowBareDomains {
+			return true
+		}
+		if r.AllowSubdomains && strings.HasSuffix(d, "."+base) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsCertName reports whether a certificate named name may use this role. Patterns are exact
+// names, or end in "*" to match every name with that prefix (as in Vault policies).
+func (r *RoleEntry) AllowsCertName(name string) bool {
+	for _, p := range r.AllowedCertNames {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if name == p {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadRole returns the role stored under name, or nil.
+func LoadRole(ctx context.Context, s logical.Storage, name string) (*RoleEntry, error) {
+	return load[RoleEntry](ctx, s, RolePrefix, name, "role")
+}
+
+// StoreRole writes the role entry.
+func StoreRole(ctx context.Context, s logical.Storage, name string, r *RoleEntry) error {
+	return store(ctx, s, RolePrefix, name, "role", r)
+}
+
+// DeleteRole deletes the role entry.
+func DeleteRole(ctx context.Context, s logical.Storage, name string) error {
+	return remove(ctx, s, RolePrefix, name, "role")
+}
+
+// RolesUsing returns the names of the roles for which match is true.
+func RolesUsing(ctx context.Context, s logical.Storage, match func(*RoleEntry) bool) ([]string, error) {
+	names, err := s.List(ctx, RolePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list roles: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		r, err := LoadRole(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && match(r) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
