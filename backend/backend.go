@@ -64,6 +64,9 @@ type Options struct {
 	Workers int
 	// Poll is the ACME polling policy (default acme.DefaultPollPolicy).
 	Poll acme.PollPolicy
+	// FirstSweepJitter bounds the random delay of the scheduler's first sweep after Initialize
+	// (default 10s).
+	FirstSweepJitter time.Duration
 }
 
 type backend struct {
@@ -85,12 +88,17 @@ type backend struct {
 	clientsMu sync.Mutex
 	clients   map[string]*cachedClient
 
+	userAgentOnce sync.Once
+	userAgent     string
+
 	jobsMu       sync.Mutex
 	jobs         map[string]*job
 	lastDispatch map[string]time.Time
 	slots        chan struct{}
 
 	sched *schedule
+	// firstSweepJitter bounds the random delay of the first sweep (Options.FirstSweepJitter).
+	firstSweepJitter time.Duration
 	// dispatch starts the job of a due certificate (startJob; benchmarks count instead).
 	dispatch func(name string)
 	// instance identifies this backend object; WAL entries written by another instance (a
@@ -139,6 +147,10 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 	}
 	if b.poll.Initial <= 0 {
 		b.poll = acme.DefaultPollPolicy
+	}
+	b.firstSweepJitter = opts.FirstSweepJitter
+	if b.firstSweepJitter <= 0 {
+		b.firstSweepJitter = defaultFirstSweepJitter
 	}
 	workers := opts.Workers
 	if workers <= 0 {

@@ -9,6 +9,8 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/hashicorp/vault/sdk/helper/useragent"
+
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
@@ -29,8 +31,19 @@ func accountFingerprint(a *storage.AccountEntry) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// clientOptions are the options of every ACME client of this mount. The User-Agent names Vault's
+// version and this plugin's (useragent.PluginString), as CAs ask clients to identify themselves.
 func (b *backend) clientOptions() acme.Options {
-	return acme.Options{UserAgent: "vault-plugin-secrets-letsencrypt/" + Version}
+	b.userAgentOnce.Do(func() {
+		plugin := "vault-plugin-secrets-letsencrypt/" + Version
+		b.userAgent = plugin
+		if env, err := b.System().PluginEnv(b.ctx); err == nil {
+			if ua := useragent.PluginString(env, plugin); ua != "" {
+				b.userAgent = ua
+			}
+		}
+	})
+	return acme.Options{UserAgent: b.userAgent}
 }
 
 // accountClient returns the cached client of the named account, dialing the CA when needed.

@@ -22,9 +22,9 @@ import (
 // odd CA answer can turn into a tight loop.
 const minRedispatch = 10 * time.Second
 
-// firstSweepJitter bounds the random delay of the first sweep after mount or unseal, so a fleet of
-// clusters (or one cluster restarted) does not hit the CA all at once.
-const firstSweepJitter = 10 * time.Second
+// defaultFirstSweepJitter bounds the random delay of the first sweep after mount or unseal, so a
+// fleet of clusters (or one cluster restarted) does not hit the CA all at once.
+const defaultFirstSweepJitter = 10 * time.Second
 
 type schedItem struct {
 	name  string
@@ -246,7 +246,8 @@ func (b *backend) dispatchDue(now time.Time) int {
 	return len(names)
 }
 
-// periodic is the backend's PeriodicFunc, called by Vault about once a minute on the active node.
+// periodic is the backend's PeriodicFunc, called by Vault about once a minute. Like the scheduler,
+// it dispatches only where storage is writable.
 func (b *backend) periodic(_ context.Context, _ *logical.Request) error {
 	b.dispatchDue(time.Now())
 	return nil
@@ -256,7 +257,7 @@ func (b *backend) periodic(_ context.Context, _ *logical.Request) error {
 // time even for short-lived certificates. It stops when the backend's context ends.
 func (b *backend) runScheduler() {
 	defer b.wg.Done()
-	first := time.NewTimer(rand.N(firstSweepJitter))
+	first := time.NewTimer(rand.N(b.firstSweepJitter))
 	select {
 	case <-b.ctx.Done():
 		first.Stop()

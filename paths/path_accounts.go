@@ -46,7 +46,7 @@ func accountPaths(e Engine) []*framework.Path {
 		fields: fieldsOf(accountFields, "name", "directory_url", "contact", "key_type", "terms_of_service_agreed",
 			"eab_kid", "eab_hmac_key", "ca_bundle", "private_key"),
 		readFields: accountReadFields,
-		write:      h.write, read: h.read, del: h.delete,
+		write:      h.write, read: readEntry(storage.LoadAccount, accountResponse), del: h.delete,
 		listSum: "List ACME accounts.", createSum: "Register an ACME account at its CA.",
 		updateSum: "Update an ACME account's contact or CA bundle.", readSum: "Read an ACME account (never its key).",
 		deleteSum: "Delete an ACME account from Vault.",
@@ -56,14 +56,6 @@ func accountPaths(e Engine) []*framework.Path {
 
 type accountHandler struct {
 	engine Engine
-}
-
-func (h *accountHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	a, err := storage.LoadAccount(ctx, req.Storage, d.Get("name").(string))
-	if err != nil || a == nil {
-		return nil, err
-	}
-	return &logical.Response{Data: accountResponse(a)}, nil
 }
 
 func accountResponse(a *storage.AccountEntry) map[string]any {

@@ -71,7 +71,8 @@ func certPaths(e Engine) []*framework.Path {
 			HelpDescription: pathCertsListHelpDesc,
 		},
 		{
-			Pattern:        storage.CertPrefix + "(?P<name>.*[^/])$",
+			// Names ending in "/" (folders) are taken by the list path above, declared first.
+			Pattern:        storage.CertPrefix + framework.MatchAllRegex("name"),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
 			Fields:         fieldsOf(certFields, "name", "role", "domains", "key_type", "profile", "wait"),
 			ExistenceCheck: existence(storage.CertPrefix),

@@ -38,7 +38,7 @@ func dnsConfigPaths(e Engine) []*framework.Path {
 		fields: fieldsOf(dnsConfigFields, "name", "provider", "credentials", "zones", "resolvers", "propagation_timeout",
 			"polling_interval", "ttl"),
 		readFields: dnsConfigReadFields,
-		write:      h.write, read: h.read, del: h.delete,
+		write:      h.write, read: readEntry(storage.LoadDNSConfig, dnsConfigResponse), del: h.delete,
 		listSum: "List DNS-01 configurations.", createSum: "Create a DNS-01 configuration.",
 		updateSum: "Update a DNS-01 configuration.", readSum: "Read a DNS-01 configuration (credential names only).",
 		deleteSum: "Delete a DNS-01 configuration.",
@@ -48,14 +48,6 @@ func dnsConfigPaths(e Engine) []*framework.Path {
 
 type dnsConfigHandler struct {
 	engine Engine
-}
-
-func (h *dnsConfigHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	c, err := storage.LoadDNSConfig(ctx, req.Storage, d.Get("name").(string))
-	if err != nil || c == nil {
-		return nil, err
-	}
-	return &logical.Response{Data: dnsConfigResponse(c)}, nil
 }
 
 func dnsConfigResponse(c *storage.DNSConfigEntry) map[string]any {

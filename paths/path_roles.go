@@ -57,7 +57,7 @@ func rolePaths(e Engine) []*framework.Path {
 	return resource{
 		engine: e, prefix: storage.RolePrefix, kind: "role", singular: "role", plural: "roles",
 		fields: roleFields, readFields: roleReadFields,
-		write: h.write, read: h.read, del: h.delete,
+		write: h.write, read: readEntry(storage.LoadRole, roleResponse), del: h.delete,
 		listSum: "List roles.", createSum: "Create a role.", updateSum: "Update a role.", readSum: "Read a role.", deleteSum: "Delete a role.",
 		listSyn: pathRolesListHelpSyn, listDesc: pathRolesListHelpDesc, syn: pathRolesHelpSyn, desc: pathRolesHelpDesc,
 	}.paths()
@@ -65,14 +65,6 @@ func rolePaths(e Engine) []*framework.Path {
 
 type roleHandler struct {
 	engine Engine
-}
-
-func (h *roleHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	r, err := storage.LoadRole(ctx, req.Storage, d.Get("name").(string))
-	if err != nil || r == nil {
-		return nil, err
-	}
-	return &logical.Response{Data: roleResponse(r)}, nil
 }
 
 func roleResponse(r *storage.RoleEntry) map[string]any {

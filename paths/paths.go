@@ -137,6 +137,18 @@ func (r resource) lockedWrite(ctx context.Context, req *logical.Request, d *fram
 	return r.write(ctx, req, d, name)
 }
 
+// readEntry answers a read of the entry named by the request: load finds it, respond shapes it;
+// none is a 404.
+func readEntry[T any](load func(context.Context, logical.Storage, string) (*T, error), respond func(*T) map[string]any) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		v, err := load(ctx, req.Storage, d.Get("name").(string))
+		if err != nil || v == nil {
+			return nil, err
+		}
+		return &logical.Response{Data: respond(v)}, nil
+	}
+}
+
 // existence returns an ExistenceCheck for entries stored under prefix+name. A name that is not
 // valid does not exist; the handler then rejects it with a 400.
 func existence(prefix string) framework.ExistenceFunc {
