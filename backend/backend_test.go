@@ -145,13 +145,20 @@ func (f *fakeSolvers) Close()           {}
 func getTestBackend(t *testing.T) (*backend, logical.Storage, *fakeCA) {
 	t.Helper()
 	ca := newFakeCA(t)
+	s := &logical.InmemStorage{}
+	return newTestBackend(t, s, Options{Dial: ca.dial, Solvers: &fakeSolvers{}}), s, ca
+}
+
+// newTestBackend builds a backend over s with opts; Clean runs when the test ends.
+func newTestBackend(t *testing.T, s logical.Storage, opts Options) *backend {
+	t.Helper()
 	conf := logical.TestBackendConfig()
-	conf.StorageView = &logical.InmemStorage{}
+	conf.StorageView = s
 	conf.Logger = hclog.NewNullLogger()
-	b, err := New(context.Background(), conf, Options{Dial: ca.dial, Solvers: &fakeSolvers{}})
+	b, err := New(context.Background(), conf, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return b.(*backend), conf.StorageView, ca
+	return b.(*backend)
 }
 
 // request runs one request and checks every successful response against the path's declared

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
@@ -21,15 +20,16 @@ import (
 func getInitializedBackend(t *testing.T) (*backend, logical.Storage, *fakeCA) {
 	t.Helper()
 	ca := newFakeCA(t)
-	conf := logical.TestBackendConfig()
-	conf.StorageView = &logical.InmemStorage{}
-	conf.Logger = hclog.NewNullLogger()
-	lb, err := New(context.Background(), conf, Options{Dial: ca.dial, Solvers: &fakeSolvers{}, FirstSweepJitter: time.Millisecond})
-	require.NoError(t, err)
-	b := lb.(*backend)
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	require.NoError(t, b.Initialize(context.Background(), &logical.InitializationRequest{Storage: conf.StorageView}))
-	return b, conf.StorageView, ca
+	s := &logical.InmemStorage{}
+	return initializedBackend(t, s, ca), s, ca
+}
+
+// initializedBackend builds a backend over s that orders from ca and runs Initialize.
+func initializedBackend(t *testing.T, s logical.Storage, ca *fakeCA) *backend {
+	t.Helper()
+	b := newTestBackend(t, s, Options{Dial: ca.dial, Solvers: &fakeSolvers{}, FirstSweepJitter: time.Millisecond})
+	require.NoError(t, b.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}))
+	return b
 }
 
 // eventually waits up to 5 s for cond.
@@ -60,15 +60,7 @@ func TestInitializeSchedulesStoredCertificates(t *testing.T) {
 	}
 
 	ca := newFakeCA(t)
-	conf := logical.TestBackendConfig()
-	conf.StorageView = s
-	conf.Logger = hclog.NewNullLogger()
-	lb, err := New(context.Background(), conf, Options{Dial: ca.dial, Solvers: &fakeSolvers{}, FirstSweepJitter: time.Millisecond})
-	require.NoError(t, err)
-	b := lb.(*backend)
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	require.NoError(t, b.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}))
-
+	initializedBackend(t, s, ca)
 	eventually(t, "the scheduler issues every stored certificate", func() bool {
 		for i := range 3 {
 			if c := loadCert(t, s, fmt.Sprintf("web/n%d", i)); !c.Current() {
