@@ -8,30 +8,38 @@ PLUGIN_BIN:= $(BIN_DIR)/plugins/$(PLUGIN)
 export LE_PLUGIN_BIN     := $(PLUGIN_BIN)
 export LE_PLUGIN_VERSION := $(VERSION)
 
-.PHONY: all build tools test test-unit test-e2e demo demo-stop bench bench-tick fmt vet fuzz clean
+.PHONY: all build tools doctor test test-unit test-e2e demo demo-stop bench bench-tick fmt vet lint fuzz clean \
+	need-demo need-test need-bench
 
 all: build
 
-## build: compile the plugin into bin/plugins/ with its version.
+## build: compile the plugin into bin/plugins/ with its version (the first build downloads and
+## compiles its dependencies: about 5 minutes on two cores; afterwards Go's caches make it seconds).
 build:
-	go build -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN)
+	@bash scripts/progress.sh plugin "building $(PLUGIN_BIN) (the first time about 5 minutes: downloads and compiles the dependencies; cached afterwards)" -- \
+		go build -v -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN)
 
-## tools: install or build the real parts (vault, Pebble, BIND, consul-template, lego) when missing.
+## doctor: check every external command the scripts and tests run (scripts/requirements.txt): one line
+## each, and the one command that installs what is missing. Installs nothing.
+doctor:
+	@bash scripts/doctor.sh
+
+## tools: install everything scripts/requirements.txt lists that is missing (Debian packages; vault
+## built from source, about 20 minutes the first time; Pebble, consul-template, staticcheck, lego).
 tools:
-	bash scripts/tools.sh all
+	@bash scripts/tools.sh all >/dev/null
 
-## test: unit tests, then the end-to-end suite against real Vault, Pebble and BIND.
-test: vet test-unit test-e2e
+## test: lint, unit tests, then the end-to-end suite against real Vault, Pebble, BIND and consul-template.
+test: need-test lint test-unit test-e2e
 
 test-unit:
 	go test -race -count=1 ./...
 
-test-e2e: build tools
+test-e2e: need-test build
 	bash scripts/e2e.sh
 
 ## demo: a Vault dev server with the plugin, Pebble and BIND; issues a certificate and shows it.
-demo: build
-	bash scripts/tools.sh vault pebble bind
+demo: need-demo build
 	bash scripts/demo.sh
 
 demo-stop:
@@ -39,8 +47,7 @@ demo-stop:
 
 ## bench: time issuance through Vault against the lego CLI (same Pebble and BIND), and the
 ## periodic tick with 10,000 stored certificates (none due, 100 due).
-bench: build bench-tick
-	bash scripts/tools.sh vault pebble bind lego
+bench: need-bench build bench-tick
 	bash scripts/bench.sh
 
 bench-tick:
@@ -49,11 +56,23 @@ bench-tick:
 fuzz:
 	go test -run '^$$' -fuzz FuzzCanonicalDomain -fuzztime 30s ./paths/
 
+## lint: gofmt, go vet and staticcheck (pinned in scripts/requirements.txt, installed into the tools
+## cache when missing) over both modules: the plugin and e2e/. CI runs it as part of make test.
+lint:
+	@bash scripts/lint.sh
+
 vet:
 	go vet ./...
+	cd e2e && go vet -tags bench ./...
 
 fmt:
-	gofmt -w $$(git ls-files '*.go')
+	find . \( -name .git -o -name testdata -o -name bin -o -name .demo -o -name .e2e \) -prune -o \
+		-name '*.go' -type f -exec gofmt -w {} +
+
+# need-X: the doctor's report for make X; installs what is missing (scripts/tools.sh), then fails
+# unless everything X runs is there.
+need-demo need-test need-bench:
+	@bash scripts/doctor.sh --install $(@:need-%=%)
 
 clean:
 	rm -rf $(BIN_DIR)

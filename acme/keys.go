@@ -137,7 +137,8 @@ func badKeyPEM() error { return &ValidationError{Reason: badKeyPEMReason, Kind: 
 
 // ParseKey decodes one PEM private key in PKCS #8, SEC 1 (EC) or PKCS #1 (RSA) form, of a supported
 // key type; an EC PARAMETERS block before the key is skipped. Errors are *ValidationError values
-// matching ErrBadKeyPEM or ErrUnsupportedKey; they never echo key material.
+// matching ErrBadKeyPEM or ErrUnsupportedKey; they never echo key material. (Our own decoding:
+// acme imports no Vault package, so not certutil, and the standard library has no one-call parser.)
 func ParseKey(pemText string) (crypto.Signer, error) {
 	block, rest := pem.Decode([]byte(strings.TrimSpace(pemText)))
 	if block != nil && block.Type == "EC PARAMETERS" {

@@ -304,16 +304,6 @@ func (cl *haCluster) raftPeers(t testing.TB) (int, string) {
 	return voters, desc
 }
 
-// nodeByAddr is the node whose API address is addr.
-func (cl *haCluster) nodeByAddr(addr string) *haNode {
-	for _, n := range cl.Nodes {
-		if n.Addr == addr {
-			return n
-		}
-	}
-	return nil
-}
-
 // stop terminates every server (SIGTERM, then SIGKILL after 15 s) and removes the pid files. Vault
 // stops its plugin processes on the way down; any left over (a SIGKILLed server) are killed too.
 func (cl *haCluster) stop(t testing.TB) {

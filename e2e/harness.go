@@ -118,7 +118,7 @@ func CheckPrerequisites() error {
 	}
 	for _, tool := range []string{"named", "tsig-keygen", "dig"} {
 		if _, err := exec.LookPath(tool); err != nil && !exe("/usr/sbin/"+tool) && !exe("/usr/bin/"+tool) {
-			missing = append(missing, tool+": run `bash scripts/tools.sh bind` (apt-get install bind9 bind9-utils)")
+			missing = append(missing, tool+": run `bash scripts/tools.sh e2e` (apt-get install bind9 bind9-utils bind9-dnsutils)")
 		}
 	}
 	if _, err := os.Stat(PluginBin()); err != nil {
@@ -307,7 +307,7 @@ func do(ctx context.Context, c *vaultapi.Client, method, path string, escaped bo
 			return nil, err
 		}
 	}
-	//nolint:staticcheck // RawRequestWithContext is the way to see status codes and raw bodies.
+	//lint:ignore SA1019 RawRequestWithContext is the way to see status codes and raw bodies.
 	resp, err := c.RawRequestWithContext(ctx, r)
 	if resp == nil {
 		return nil, err

@@ -20,6 +20,9 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$SCRIPT_DIR/lib.sh"
+le_load_requirements
 
 STATE_ARG="${1:-}"
 MODE="${2:-up}"
@@ -33,11 +36,11 @@ case "$STATE_DIR" in
   / | "$HOME" | "$REPO") echo "env-up: refusing to use $STATE_DIR as state directory" >&2; exit 2 ;;
 esac
 
-TOOLS_DIR="${LE_TOOLS_DIR:-$HOME/.cache/vault-plugin-secrets-letsencrypt}"
+TOOLS_DIR="$(le_tools_dir)"
 LE_PLUGIN_BIN="${LE_PLUGIN_BIN:-$REPO/bin/plugins/vault-plugin-secrets-letsencrypt}"
 LE_PLUGIN_VERSION="${LE_PLUGIN_VERSION:-v0.1.0}"
 PLUGIN_NAME="vault-plugin-secrets-letsencrypt"
-PEBBLE_VERSION="v2.10.1"
+PEBBLE_VERSION="$(le_req_version pebble)" # scripts/requirements.txt: its test certificates are used below
 ZONE="example.test"
 
 log() { printf 'env-up: %s\n' "$*" >&2; }
@@ -162,14 +165,12 @@ fi
 VAULT_BIN="${VAULT_BIN:-$TOOLS_DIR/bin/vault}"
 PEBBLE_BIN="${PEBBLE_BIN:-$TOOLS_DIR/bin/pebble}"
 NO_VAULT="${LE_ENV_NO_VAULT:-0}"
-[ "$NO_VAULT" = 1 ] || [ -x "$VAULT_BIN" ] || die "vault binary not found at $VAULT_BIN: run 'bash scripts/tools.sh vault' (builds it, ~12 minutes)"
+[ "$NO_VAULT" = 1 ] || [ -x "$VAULT_BIN" ] || die "vault binary not found at $VAULT_BIN: run 'bash scripts/tools.sh vault' (builds it, ~20 minutes the first time)"
 [ -x "$PEBBLE_BIN" ] || die "pebble binary not found at $PEBBLE_BIN: run 'bash scripts/tools.sh pebble'"
-command -v named >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin"
-command -v named >/dev/null 2>&1 && command -v tsig-keygen >/dev/null 2>&1 ||
-  die "BIND 9 (named, tsig-keygen) not found: run 'bash scripts/tools.sh bind' (apt-get install bind9 bind9-utils)"
-command -v dig >/dev/null 2>&1 || die "dig not found: apt-get install bind9-dnsutils"
-command -v curl >/dev/null 2>&1 || die "curl not found: apt-get install curl"
-command -v ss >/dev/null 2>&1 || die "ss not found: apt-get install iproute2"
+PATH="$PATH:/usr/sbin:/sbin" # Debian's named and tsig-keygen
+# Every other command this script runs, and how to get what is missing (scripts/requirements.txt).
+le_require named tsig-keygen named-checkconf named-checkzone dig curl ss setsid ||
+  die "missing commands (above); 'bash scripts/tools.sh demo' installs everything this needs"
 [ "$NO_VAULT" = 1 ] || [ -f "$LE_PLUGIN_BIN" ] || die "plugin binary not found at $LE_PLUGIN_BIN: run 'make build'"
 
 # A previous environment in the same directory is stopped first.
