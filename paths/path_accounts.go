@@ -87,9 +87,9 @@ func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *fra
 		return h.update(ctx, req, d, name, existing)
 	}
 
-	a, reg, key, msg := parseNewAccount(d)
-	if msg != "" {
-		return logical.ErrorResponse(msg), nil
+	a, reg, key, err := parseNewAccount(d)
+	if err != nil {
+		return errorResponse(err)
 	}
 	url, status, err := h.engine.RegisterAccount(ctx, a, key, reg)
 	if err != nil {
@@ -103,76 +103,75 @@ func (h *accountHandler) write(ctx context.Context, req *logical.Request, d *fra
 	return &logical.Response{Data: accountResponse(a)}, nil
 }
 
-// parseNewAccount validates a create request. It returns a message for the caller when the input
-// is unusable.
-func parseNewAccount(d *framework.FieldData) (*storage.AccountEntry, acme.Registration, crypto.Signer, string) {
+// parseNewAccount validates a create request; a caller's mistake is an inputError.
+func parseNewAccount(d *framework.FieldData) (*storage.AccountEntry, acme.Registration, crypto.Signer, error) {
 	var reg acme.Registration
 	dir, err := acme.ResolveDirectoryURL(d.Get("directory_url").(string))
 	if err != nil {
-		return nil, reg, nil, fieldMessage("", err)
+		return nil, reg, nil, fieldError("", err)
 	}
 	agreed, ok := d.GetOk("terms_of_service_agreed")
 	if !ok || !agreed.(bool) {
-		return nil, reg, nil, "terms_of_service_agreed must be true: read the CA's terms of service and set terms_of_service_agreed=true"
+		return nil, reg, nil, badInput("terms_of_service_agreed must be true: read the CA's terms of service and set terms_of_service_agreed=true")
 	}
-	contact, msg := parseContact(d.Get("contact").([]string))
-	if msg != "" {
-		return nil, reg, nil, msg
+	contact, err := parseContact(d.Get("contact").([]string))
+	if err != nil {
+		return nil, reg, nil, err
 	}
 	if _, err := acme.ParseCABundle(d.Get("ca_bundle").(string)); err != nil {
-		return nil, reg, nil, fieldMessage("", err)
+		return nil, reg, nil, fieldError("", err)
 	}
 	kid, hmac := strings.TrimSpace(d.Get("eab_kid").(string)), strings.TrimSpace(d.Get("eab_hmac_key").(string))
 	if (kid == "") != (hmac == "") {
-		return nil, reg, nil, "eab_kid and eab_hmac_key go together: give both (external account binding) or neither"
+		return nil, reg, nil, badInput("eab_kid and eab_hmac_key go together: give both (external account binding) or neither")
 	}
 	if hmac != "" {
 		if err := acme.ValidateEABKey(hmac); err != nil {
-			return nil, reg, nil, fieldMessage("", err)
+			return nil, reg, nil, fieldError("", err)
 		}
 	}
-	key, keyType, msg := accountKey(d)
-	if msg != "" {
-		return nil, reg, nil, msg
+	key, keyType, err := accountKey(d)
+	if err != nil {
+		return nil, reg, nil, err
 	}
 	pemKey, err := acme.EncodeKey(key)
 	if err != nil {
-		return nil, reg, nil, err.Error()
+		return nil, reg, nil, err
 	}
 	reg = acme.Registration{Contact: contact, TermsOfServiceAgreed: true, EABKeyID: kid, EABHMACKey: hmac}
 	return &storage.AccountEntry{
 		DirectoryURL: dir, Contact: contact, KeyType: string(keyType), TermsOfServiceAgreed: true,
 		EABKeyID: kid, CABundle: d.Get("ca_bundle").(string), PrivateKey: pemKey,
-	}, reg, key, ""
+	}, reg, key, nil
 }
 
 // accountKey imports the given private key or generates one of key_type.
-func accountKey(d *framework.FieldData) (crypto.Signer, acme.KeyType, string) {
+func accountKey(d *framework.FieldData) (crypto.Signer, acme.KeyType, error) {
 	rawType, typeGiven := d.GetOk("key_type")
 	kt, err := acme.ParseKeyType(fmt.Sprint(d.Get("key_type")))
 	if err != nil {
-		return nil, "", fieldMessage("key_type", err)
+		return nil, "", fieldError("key_type", err)
 	}
 	if pemKey := d.Get("private_key").(string); strings.TrimSpace(pemKey) != "" {
 		key, err := acme.ParseKey(pemKey)
 		if err != nil {
-			return nil, "", fieldMessage("private_key", err)
+			return nil, "", fieldError("private_key", err)
 		}
 		actual, _ := acme.KeyTypeOf(key)
 		if typeGiven && rawType.(string) != "" && actual != kt {
-			return nil, "", fmt.Sprintf("key_type %q does not match the imported private_key, which is %s: leave key_type out", kt, actual)
+			return nil, "", badInput("key_type %q does not match the imported private_key, which is %s: leave key_type out", kt, actual)
 		}
-		return key, actual, ""
+		return key, actual, nil
 	}
 	key, err := kt.Generate()
 	if err != nil {
-		return nil, "", err.Error()
+		return nil, "", fmt.Errorf("generate the account key: %w", err)
 	}
-	return key, kt, ""
+	return key, kt, nil
 }
 
 // parseContact validates e-mail contacts, accepting an optional "mailto:" prefix.
-func parseContact(in []string) ([]string, string) {
+func parseContact(in []string) ([]string, error) {
 	var out []string
 	for _, c := range in {
 		c = strings.TrimPrefix(strings.TrimSpace(c), "mailto:")
@@ -181,11 +180,11 @@ func parseContact(in []string) ([]string, string) {
 		}
 		addr, err := mail.ParseAddress(c)
 		if err != nil || addr.Address != c || addr.Name != "" {
-			return nil, fmt.Sprintf("contact %q is not an e-mail address: give plain addresses like admin@example.com", c)
+			return nil, badInput("contact %q is not an e-mail address: give plain addresses like admin@example.com", c)
 		}
 		out = append(out, c)
 	}
-	return out, ""
+	return out, nil
 }
 
 // update applies the changes an existing account allows: contact and ca_bundle.
@@ -200,9 +199,9 @@ func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *fr
 	}
 	updated := *a
 	if raw, ok := d.GetOk("contact"); ok {
-		contact, msg := parseContact(raw.([]string))
-		if msg != "" {
-			return logical.ErrorResponse(msg), nil
+		contact, err := parseContact(raw.([]string))
+		if err != nil {
+			return errorResponse(err)
 		}
 		if !slices.Equal(contact, a.Contact) {
 			if err := h.engine.UpdateAccountContact(ctx, name, a, contact); err != nil {
@@ -213,7 +212,7 @@ func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *fr
 	}
 	if raw, ok := d.GetOk("ca_bundle"); ok {
 		if _, err := acme.ParseCABundle(raw.(string)); err != nil {
-			return logical.ErrorResponse(fieldMessage("", err)), nil
+			return errorResponse(fieldError("", err))
 		}
 		updated.CABundle = raw.(string)
 	}
@@ -258,20 +257,6 @@ func caErrorResponse(what string, err error) (*logical.Response, error) {
 		return nil, logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf("%s: %v", what, err))
 	}
 	return logical.ErrorResponse("%s: %v", what, err), nil
-}
-
-// fieldMessage turns a validation error into a 400 message, prefixed with field unless it is
-// empty (the message names its field already). acme's errors lose their package prefix.
-func fieldMessage(field string, err error) string {
-	msg := err.Error()
-	var ve *acme.ValidationError
-	if errors.As(err, &ve) {
-		msg = ve.Reason
-	}
-	if field == "" {
-		return msg
-	}
-	return field + ": " + msg
 }
 
 func anySlice(s []string) []any {

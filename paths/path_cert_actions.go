@@ -75,9 +75,9 @@ func notFound(_ *logical.Request, name string) (*logical.Response, error) {
 
 func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	wait, msg := waitField(d, defaultWriteWait)
-	if msg != "" {
-		return logical.ErrorResponse(msg), nil
+	wait, err := waitField(d, defaultWriteWait)
+	if err != nil {
+		return errorResponse(err)
 	}
 	lock := h.engine.Locks().Cert(name)
 	lock.Lock()

@@ -118,9 +118,9 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 	if err := ValidateCertName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	wait, msg := waitField(d, defaultWriteWait)
-	if msg != "" {
-		return logical.ErrorResponse(msg), nil
+	wait, err := waitField(d, defaultWriteWait)
+	if err != nil {
+		return errorResponse(err)
 	}
 
 	lock := h.engine.Locks().Cert(name)
@@ -130,13 +130,10 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 		lock.Unlock()
 		return nil, err
 	}
-	spec, msg, err := certSpec(ctx, req.Storage, name, d, existing)
-	if err != nil || msg != "" {
+	spec, err := certSpec(ctx, req.Storage, name, d, existing)
+	if err != nil {
 		lock.Unlock()
-		if err != nil {
-			return nil, err
-		}
-		return logical.ErrorResponse(msg), nil
+		return errorResponse(err)
 	}
 	entry, changed := applyCertSpec(existing, spec, time.Now().UTC())
 	if changed {
@@ -169,21 +166,21 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 }
 
 // waitField reads the "wait" field, bounded by maxWait.
-func waitField(d *framework.FieldData, def time.Duration) (time.Duration, string) {
+func waitField(d *framework.FieldData, def time.Duration) (time.Duration, error) {
 	raw, ok := d.GetOk("wait")
 	if !ok {
-		return def, ""
+		return def, nil
 	}
 	w := time.Duration(raw.(int)) * time.Second
 	if w < 0 || w > maxWait {
-		return 0, fmt.Sprintf("wait must be between 0s and %s", maxWait)
+		return 0, badInput("wait must be between 0s and %s", maxWait)
 	}
-	return w, ""
+	return w, nil
 }
 
-// certSpec validates the requested specification against the role. Unset fields keep the
-// existing entry's values.
-func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *storage.CertEntry) (*storage.CertEntry, string, error) {
+// certSpec validates the requested specification against the role; a caller's mistake is an
+// inputError. Unset fields keep the existing entry's values.
+func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *storage.CertEntry) (*storage.CertEntry, error) {
 	spec := &storage.CertEntry{}
 	if existing != nil {
 		spec.Role, spec.Domains, spec.KeyType, spec.Profile = existing.Role, existing.Domains, existing.KeyType, existing.Profile
@@ -192,17 +189,17 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 		spec.Role = strings.TrimSpace(v.(string))
 	}
 	if spec.Role == "" {
-		return nil, "role is required: give the role to issue under (roles/<name>)", nil
+		return nil, badInput("role is required: give the role to issue under (roles/<name>)")
 	}
 	role, err := storage.LoadRole(ctx, s, spec.Role)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if role == nil {
-		return nil, fmt.Sprintf("role %q does not exist: name an existing role", spec.Role), nil
+		return nil, badInput("role %q does not exist: name an existing role", spec.Role)
 	}
 	if !role.AllowsCertName(name) {
-		return nil, fmt.Sprintf("role %q may not be used for certificate %q: its allowed_cert_names do not match this name", spec.Role, name), nil
+		return nil, badInput("role %q may not be used for certificate %q: its allowed_cert_names do not match this name", spec.Role, name)
 	}
 	if v, ok := d.GetOk("domains"); ok || existing == nil {
 		var raw []string
@@ -211,19 +208,19 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 		}
 		domains, err := CanonicalDomains(raw)
 		if err != nil {
-			return nil, err.Error(), nil
+			return nil, fieldError("", err)
 		}
 		spec.Domains = domains
 	}
 	for _, dn := range spec.Domains {
 		if !role.AllowsDomain(dn) {
-			return nil, fmt.Sprintf("role %q does not allow %q: ask for names the role allows", spec.Role, dn), nil
+			return nil, badInput("role %q does not allow %q: ask for names the role allows", spec.Role, dn)
 		}
 	}
 	if v, ok := d.GetOk("key_type"); ok && v.(string) != "" {
 		kt, err := acme.ParseKeyType(v.(string))
 		if err != nil {
-			return nil, fieldMessage("key_type", err), nil
+			return nil, fieldError("key_type", err)
 		}
 		spec.KeyType = string(kt)
 	} else if existing == nil || d.Get("role").(string) != "" && spec.Role != existing.Role {
@@ -238,9 +235,9 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 		spec.Profile = role.Profile
 	}
 	if err := validateProfile(spec.Profile); err != nil {
-		return nil, err.Error(), nil
+		return nil, fieldError("", err)
 	}
-	return spec, "", nil
+	return spec, nil
 }
 
 // applyCertSpec merges spec into existing (or a new entry) and reports whether anything must be

@@ -84,8 +84,8 @@ func (h *dnsConfigHandler) write(ctx context.Context, req *logical.Request, d *f
 	if existing != nil {
 		c = existing
 	}
-	if msg := applyDNSConfigFields(c, d, existing == nil); msg != "" {
-		return logical.ErrorResponse(msg), nil
+	if err := applyDNSConfigFields(c, d, existing == nil); err != nil {
+		return errorResponse(err)
 	}
 	if err := h.engine.CheckDNSConfig(ctx, c); err != nil {
 		var ce *solvers.ConfigError
@@ -101,14 +101,14 @@ func (h *dnsConfigHandler) write(ctx context.Context, req *logical.Request, d *f
 	return &logical.Response{Data: dnsConfigResponse(c)}, nil
 }
 
-// applyDNSConfigFields copies the request's fields into c and validates them. It returns a message
-// for the caller when a field is unusable.
-func applyDNSConfigFields(c *storage.DNSConfigEntry, d *framework.FieldData, create bool) string {
+// applyDNSConfigFields copies the request's fields into c and validates them; an unusable field is
+// an inputError.
+func applyDNSConfigFields(c *storage.DNSConfigEntry, d *framework.FieldData, create bool) error {
 	if p, ok := d.GetOk("provider"); ok {
 		c.Provider = strings.ToLower(strings.TrimSpace(p.(string)))
 	}
 	if c.Provider == "" {
-		return "provider is required: give a lego DNS provider name such as rfc2136, cloudflare or route53"
+		return badInput("provider is required: give a lego DNS provider name such as rfc2136, cloudflare or route53")
 	}
 	if raw, ok := d.GetOk("credentials"); ok || create {
 		creds := map[string]string{}
@@ -117,66 +117,66 @@ func applyDNSConfigFields(c *storage.DNSConfigEntry, d *framework.FieldData, cre
 		}
 		for k := range creds {
 			if err := solvers.ValidateCredentialKey(k); err != nil {
-				return "credentials: " + err.Error()
+				return fieldError("credentials", err)
 			}
 		}
 		c.Credentials = creds
 	}
 	if raw, ok := d.GetOk("zones"); ok {
-		zones, msg := parseZones("zones", raw.([]string))
-		if msg != "" {
-			return msg
+		zones, err := parseZones("zones", raw.([]string))
+		if err != nil {
+			return err
 		}
 		c.Zones = zones
 	}
 	if raw, ok := d.GetOk("resolvers"); ok {
 		rs, err := solvers.ParseResolvers(raw.([]string))
 		if err != nil {
-			return "resolvers: " + err.Error()
+			return fieldError("resolvers", err)
 		}
 		c.Resolvers = rs
 	}
 	if raw, ok := d.GetOk("propagation_timeout"); ok {
 		t := time.Duration(raw.(int)) * time.Second
 		if t <= 0 || t > solvers.MaxPropagationTimeout {
-			return fmt.Sprintf("propagation_timeout must be between 1s and %s", solvers.MaxPropagationTimeout)
+			return badInput("propagation_timeout must be between 1s and %s", solvers.MaxPropagationTimeout)
 		}
 		c.PropagationTimeout = t
 	}
 	if raw, ok := d.GetOk("polling_interval"); ok {
 		t, err := time.ParseDuration(strings.TrimSpace(raw.(string)))
 		if err != nil || t < solvers.MinPollingInterval || t > solvers.MaxPollingInterval {
-			return fmt.Sprintf("polling_interval %q must be a duration between %s and %s, e.g. 500ms", raw, solvers.MinPollingInterval, solvers.MaxPollingInterval)
+			return badInput("polling_interval %q must be a duration between %s and %s, e.g. 500ms", raw, solvers.MinPollingInterval, solvers.MaxPollingInterval)
 		}
 		c.PollingInterval = t
 	}
 	if raw, ok := d.GetOk("ttl"); ok {
 		ttl := raw.(int)
 		if ttl < 0 || ttl > 86400 {
-			return "ttl must be between 0 and 86400 seconds"
+			return badInput("ttl must be between 0 and 86400 seconds")
 		}
 		c.TTL = ttl
 	}
-	return ""
+	return nil
 }
 
 // parseZones canonicalizes a list of zones or base domains given in field.
-func parseZones(field string, in []string) ([]string, string) {
+func parseZones(field string, in []string) ([]string, error) {
 	var out []string
 	for _, z := range in {
 		if strings.TrimSpace(z) == "" {
 			continue
 		}
 		cz, err := CanonicalDomain(z)
-		if err != nil || strings.HasPrefix(cz, "*.") {
-			if err == nil {
-				err = errors.New("a zone cannot be a wildcard")
-			}
-			return nil, fmt.Sprintf("%s: %v", field, err)
+		if err == nil && strings.HasPrefix(cz, "*.") {
+			err = errors.New("a zone cannot be a wildcard")
+		}
+		if err != nil {
+			return nil, fieldError(field, err)
 		}
 		out = append(out, cz)
 	}
-	return out, ""
+	return out, nil
 }
 
 func (h *dnsConfigHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

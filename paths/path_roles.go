@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
@@ -90,14 +91,20 @@ func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framew
 	if r == nil {
 		r = &storage.RoleEntry{KeyType: string(acme.DefaultKeyType)}
 	}
-	if msg := applyRoleFields(r, d); msg != "" {
-		return logical.ErrorResponse(msg), nil
+	if err := applyRoleFields(r, d); err != nil {
+		return errorResponse(err)
 	}
-	if msg, err := checkRoleReferences(ctx, req.Storage, r); err != nil || msg != "" {
-		if err != nil {
-			return nil, err
-		}
-		return logical.ErrorResponse(msg), nil
+	// Hold the referenced account and DNS configuration (shared) until the role is stored: their
+	// delete takes the same locks exclusively and checks for roles using them, so it can neither
+	// slip in between the check and the store nor delete them under a stored role.
+	for _, l := range []*locksutil.LockEntry{
+		h.engine.Locks().For(storage.AccountPrefix, r.Account), h.engine.Locks().For(storage.DNSConfigPrefix, r.DNS),
+	} {
+		l.RLock()
+		defer l.RUnlock()
+	}
+	if err := checkRoleReferences(ctx, req.Storage, r); err != nil {
+		return errorResponse(err)
 	}
 	if err := storage.StoreRole(ctx, req.Storage, name, r); err != nil {
 		return nil, err
@@ -105,8 +112,9 @@ func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framew
 	return &logical.Response{Data: roleResponse(r)}, nil
 }
 
-// applyRoleFields copies the request's fields into r and validates them.
-func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) string {
+// applyRoleFields copies the request's fields into r and validates them; an unusable field is an
+// inputError.
+func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 	if v, ok := d.GetOk("account"); ok {
 		r.Account = strings.TrimSpace(v.(string))
 	}
@@ -120,9 +128,9 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) string {
 		}
 	}
 	if v, ok := d.GetOk("allowed_domains"); ok {
-		zones, msg := parseZones("allowed_domains", v.([]string))
-		if msg != "" {
-			return msg
+		zones, err := parseZones("allowed_domains", v.([]string))
+		if err != nil {
+			return err
 		}
 		r.AllowedDomains = zones
 	}
@@ -133,7 +141,7 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) string {
 				continue
 			}
 			if err := validateCertNamePattern(p); err != nil {
-				return "allowed_cert_names: " + err.Error()
+				return fieldError("allowed_cert_names", err)
 			}
 			pats = append(pats, p)
 		}
@@ -142,29 +150,29 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) string {
 	if v, ok := d.GetOk("key_type"); ok {
 		kt, err := acme.ParseKeyType(v.(string))
 		if err != nil {
-			return fieldMessage("key_type", err)
+			return fieldError("key_type", err)
 		}
 		r.KeyType = string(kt)
 	}
 	if v, ok := d.GetOk("profile"); ok {
 		r.Profile = strings.TrimSpace(v.(string))
 		if err := validateProfile(r.Profile); err != nil {
-			return err.Error()
+			return fieldError("", err)
 		}
 	}
 	switch {
 	case r.Account == "":
-		return "account is required: give the name of an ACME account (accounts/<name>)"
+		return badInput("account is required: give the name of an ACME account (accounts/<name>)")
 	case r.DNS == "":
-		return "dns is required: give the name of a DNS-01 configuration (config/dns/<name>)"
+		return badInput("dns is required: give the name of a DNS-01 configuration (config/dns/<name>)")
 	case len(r.AllowedDomains) == 0:
-		return "allowed_domains is required: give the base domains this role may issue for, e.g. allowed_domains=example.com"
+		return badInput("allowed_domains is required: give the base domains this role may issue for, e.g. allowed_domains=example.com")
 	case !r.AllowBareDomains && !r.AllowSubdomains:
-		return "the role allows no names: set allow_bare_domains=true (example.com itself) and/or allow_subdomains=true (names under it)"
+		return badInput("the role allows no names: set allow_bare_domains=true (example.com itself) and/or allow_subdomains=true (names under it)")
 	case len(r.AllowedCertNames) == 0:
-		return "allowed_cert_names is required: give the certificate names that may use this role, e.g. team-a/* (or * for any)"
+		return badInput("allowed_cert_names is required: give the certificate names that may use this role, e.g. team-a/* (or * for any)")
 	}
-	return ""
+	return nil
 }
 
 // validateCertNamePattern accepts "*", an exact certificate name, or a prefix ending in "*".
@@ -190,28 +198,28 @@ func validateCertNamePattern(p string) error {
 }
 
 // checkRoleReferences checks that the role's account and DNS configuration exist and that the DNS
-// configuration's zones cover the role's domains.
-func checkRoleReferences(ctx context.Context, s logical.Storage, r *storage.RoleEntry) (string, error) {
+// configuration's zones cover the role's domains; a broken reference is an inputError.
+func checkRoleReferences(ctx context.Context, s logical.Storage, r *storage.RoleEntry) error {
 	acct, err := storage.LoadAccount(ctx, s, r.Account)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if acct == nil {
-		return fmt.Sprintf("account %q does not exist: create accounts/%s first or name another account", r.Account, r.Account), nil
+		return badInput("account %q does not exist: create accounts/%s first or name another account", r.Account, r.Account)
 	}
 	dns, err := storage.LoadDNSConfig(ctx, s, r.DNS)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if dns == nil {
-		return fmt.Sprintf("DNS configuration %q does not exist: create config/dns/%s first or name another one", r.DNS, r.DNS), nil
+		return badInput("DNS configuration %q does not exist: create config/dns/%s first or name another one", r.DNS, r.DNS)
 	}
 	for _, d := range r.AllowedDomains {
 		if !dns.Covers(d) {
-			return fmt.Sprintf("allowed domain %q is outside the zones of DNS configuration %q (%s)", d, r.DNS, strings.Join(dns.Zones, ", ")), nil
+			return badInput("allowed domain %q is outside the zones of DNS configuration %q (%s)", d, r.DNS, strings.Join(dns.Zones, ", "))
 		}
 	}
-	return "", nil
+	return nil
 }
 
 func (h *roleHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

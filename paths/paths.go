@@ -11,6 +11,8 @@ package paths
 import (
 	"context"
 	"crypto"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -188,6 +190,42 @@ var listResponses = map[int][]framework.Response{
 
 // noContent is the declared response of a delete.
 var noContent = map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}}
+
+// inputError is a caller's mistake. Handlers answer it with a 400 whose message says what to fix;
+// validators return it (badInput, fieldError) instead of passing messages around as strings.
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string { return e.msg }
+
+// badInput returns an inputError with a formatted message.
+func badInput(format string, args ...any) error {
+	return &inputError{msg: fmt.Sprintf(format, args...)}
+}
+
+// fieldError returns err, a validator's error from acme, solvers or names.go, as an inputError
+// about field (no prefix when field is empty: the message names its field already). acme's
+// errors lose their package prefix.
+func fieldError(field string, err error) error {
+	msg := err.Error()
+	var ve *acme.ValidationError
+	if errors.As(err, &ve) {
+		msg = ve.Reason
+	}
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	return &inputError{msg: msg}
+}
+
+// errorResponse answers a handler's error: an inputError is a 400 with its message, anything
+// else a 500.
+func errorResponse(err error) (*logical.Response, error) {
+	var ie *inputError
+	if errors.As(err, &ie) {
+		return logical.ErrorResponse(ie.msg), nil
+	}
+	return nil, err
+}
 
 // fieldsOf returns the response schema of the given names, taken from fields.
 func fieldsOf(fields map[string]*framework.FieldSchema, names ...string) map[string]*framework.FieldSchema {
