@@ -226,6 +226,17 @@ func (b *backend) clean(_ context.Context) {
 	b.clientsMu.Unlock()
 }
 
+// HandleRequest screens sensitive fields before the framework parses the request, so that Vault's
+// own parse errors never quote a credential or key (paths.ScreenSensitiveInput).
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if req.Operation != logical.HelpOperation {
+		if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {
+			return resp, nil
+		}
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
 // WriteSafe reports whether this node may write storage and talk to CAs.
 func (b *backend) WriteSafe() bool { return b.WriteSafeReplicationState() }
 

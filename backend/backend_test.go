@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -371,4 +372,40 @@ func TestSecondAccountNeedsNewName(t *testing.T) {
 	resp = request(t, b, s, logical.DeleteOperation, "accounts/main", nil)
 	require.True(t, resp.IsError())
 	require.Contains(t, resp.Error().Error(), "used by role")
+}
+
+// Vault's own field parser quotes a value it cannot convert ("invalid key pair \"K:secret\"");
+// for sensitive fields the backend answers first, without the value.
+func TestMalformedSecretsAreNotEchoed(t *testing.T) {
+	b, s, _ := getTestBackend(t)
+	const secret = "S3CR3T-do-not-echo"
+	for name, tc := range map[string]struct {
+		path string
+		data map[string]any
+	}{
+		"credentials pair without =": {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": []any{"RFC2136_TSIG_SECRET:" + secret}}},
+		"credentials pair, empty key": {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": "=" + secret}},
+		"credentials nested object": {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": map[string]any{"K": map[string]any{"v": secret}}}},
+		"eab_hmac_key as an object": {"accounts/a", map[string]any{"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true,
+			"eab_kid": "kid", "eab_hmac_key": map[string]any{"k": secret}}},
+		"private_key as a list": {"accounts/a", map[string]any{"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true,
+			"private_key": []any{map[string]any{"k": secret}}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: tc.path, Data: tc.data, Storage: s})
+			require.NoError(t, err)
+			require.True(t, resp.IsError(), "a 400")
+			require.Contains(t, resp.Error().Error(), "is malformed")
+			require.NotContains(t, fmt.Sprintf("%#v", resp), secret)
+			keys, err := logical.CollectKeys(context.Background(), s)
+			require.NoError(t, err)
+			require.Empty(t, keys, "nothing stored")
+		})
+	}
+	// Well-formed input in both shapes still passes the screen.
+	for _, creds := range []any{"RFC2136_NAMESERVER=127.0.0.1:53", []any{"RFC2136_NAMESERVER=127.0.0.1:53", "RFC2136_TSIG_SECRET=a=b"},
+		map[string]any{"RFC2136_NAMESERVER": "127.0.0.1:53"}} {
+		resp := request(t, b, s, logical.CreateOperation, "config/dns/ok", map[string]any{"provider": "rfc2136", "credentials": creds})
+		require.False(t, resp.IsError(), "%v: %v", creds, resp.Error())
+	}
 }

@@ -197,17 +197,13 @@ func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk("terms_of_service_agreed"); ok && !v.(bool) {
 		return logical.ErrorResponse("terms_of_service_agreed cannot be withdrawn: delete the account instead"), nil
 	}
+	// Validate every field before the CA hears of a change: a refused update changes nothing.
 	updated := *a
+	contact := a.Contact
 	if raw, ok := d.GetOk("contact"); ok {
-		contact, err := parseContact(raw.([]string))
-		if err != nil {
+		var err error
+		if contact, err = parseContact(raw.([]string)); err != nil {
 			return errorResponse(err)
-		}
-		if !slices.Equal(contact, a.Contact) {
-			if err := h.engine.UpdateAccountContact(ctx, name, a, contact); err != nil {
-				return caErrorResponse(fmt.Sprintf("update contact of account %q", name), err)
-			}
-			updated.Contact = contact
 		}
 	}
 	if raw, ok := d.GetOk("ca_bundle"); ok {
@@ -215,6 +211,12 @@ func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *fr
 			return errorResponse(fieldError("", err))
 		}
 		updated.CABundle = raw.(string)
+	}
+	if !slices.Equal(contact, a.Contact) {
+		if err := h.engine.UpdateAccountContact(ctx, name, a, contact); err != nil {
+			return caErrorResponse(fmt.Sprintf("update contact of account %q", name), err)
+		}
+		updated.Contact = contact
 	}
 	if err := storage.StoreAccount(ctx, req.Storage, name, &updated); err != nil {
 		return nil, err

@@ -175,7 +175,9 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 	return nil
 }
 
-// validateCertNamePattern accepts "*", an exact certificate name, or a prefix ending in "*".
+// validateCertNamePattern accepts "*", an exact certificate name, or a prefix ending in "*". A
+// prefix's complete segments must be valid certificate-name segments (no "", "." or ".."); its last,
+// partial segment (before the "*") may be empty or the start of a valid segment.
 func validateCertNamePattern(p string) error {
 	if p == "*" {
 		return nil
@@ -184,15 +186,29 @@ func validateCertNamePattern(p string) error {
 	if strings.Contains(prefix, "*") {
 		return fmt.Errorf("pattern %q may only have * at its end", p)
 	}
-	if glob {
-		prefix = strings.TrimSuffix(prefix, "/")
-		if prefix == "" {
-			return nil
+	if !glob {
+		if err := ValidateCertName(prefix); err != nil {
+			return fmt.Errorf("pattern %q: %v", p, err)
 		}
-		prefix += "x" // a prefix may end mid-segment ("team-*"); check it as a name
+		return nil
 	}
-	if err := ValidateCertName(prefix); err != nil {
-		return fmt.Errorf("pattern %q: %v", p, err)
+	dir, partial, hasDir := "", prefix, false
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		dir, partial, hasDir = prefix[:i], prefix[i+1:], true
+	}
+	if partial == "." || partial == ".." {
+		return fmt.Errorf("pattern %q has a %q segment: name the folder, e.g. team-a/*", p, partial)
+	}
+	if hasDir {
+		if err := ValidateCertName(dir); err != nil {
+			return fmt.Errorf("pattern %q: %v", p, err)
+		}
+	}
+	if partial != "" {
+		// The partial segment's characters must be allowed in a name; "x" completes it.
+		if err := ValidateCertName(partial + "x"); err != nil {
+			return fmt.Errorf("pattern %q: %v", p, err)
+		}
 	}
 	return nil
 }

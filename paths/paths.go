@@ -227,6 +227,31 @@ func errorResponse(err error) (*logical.Response, error) {
 	return nil, err
 }
 
+// ScreenSensitiveInput returns a 400 for a request to path p whose sensitive field
+// (DisplayAttrs.Sensitive: credentials, keys, the EAB HMAC key) Vault's own field parser would
+// refuse with an error that quotes the value; nil otherwise. The backend calls it before the
+// framework parses the request, so no secret ever comes back in a "field validation failed" error.
+func ScreenSensitiveInput(p *framework.Path, data map[string]any) *logical.Response {
+	if p == nil {
+		return nil
+	}
+	for name, f := range p.Fields {
+		raw, ok := data[name]
+		if !ok || f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive {
+			continue
+		}
+		fd := &framework.FieldData{Raw: map[string]any{name: raw}, Schema: map[string]*framework.FieldSchema{name: f}}
+		if _, _, err := fd.GetOkErr(name); err != nil {
+			hint := "give a string"
+			if f.Type == framework.TypeKVPairs {
+				hint = "give NAME=value pairs (e.g. " + name + "=CLOUDFLARE_DNS_API_TOKEN=...) or a JSON object of strings"
+			}
+			return logical.ErrorResponse("%s is malformed: %s (the value is not shown)", name, hint)
+		}
+	}
+	return nil
+}
+
 // fieldsOf returns the response schema of the given names, taken from fields.
 func fieldsOf(fields map[string]*framework.FieldSchema, names ...string) map[string]*framework.FieldSchema {
 	out := make(map[string]*framework.FieldSchema, len(names))
