@@ -201,7 +201,7 @@ func TestRenewalFailureBacksOffAndKeepsServing(t *testing.T) {
 
 	// A forced renewal clears the backoff.
 	ca.fail = nil
-	resp := request(t, b, s, logical.UpdateOperation, "certs/web/renew", nil)
+	resp := request(t, b, s, logical.UpdateOperation, "renew/web", nil)
 	require.Equal(t, storage.StatusValid, resp.Data["status"])
 	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)

@@ -107,14 +107,16 @@ func TestBadInput(t *testing.T) {
 		{"cert/name with .. segment", "certs/bi/%2E%2E/c16", cert(nil), []string{".."}},
 	}
 
-	// certs/<name>/renew is the renew action: for a certificate that does not exist it answers 404
-	// and creates nothing.
+	// renew/<name> is the renew action: for a certificate that does not exist it answers 404 and
+	// creates nothing.
 	t.Run("cert/renew of a missing certificate", func(t *testing.T) {
-		r := MustDo(t, c, http.MethodPut, Mount+"/certs/bi/c15/renew", cert(nil))
+		r := MustDo(t, c, http.MethodPut, Mount+"/renew/bi/c15", cert(nil))
 		assert.Equal(t, http.StatusNotFound, r.Status, "%s", r)
 		assert.Contains(t, r.ErrorText(), "does not exist")
-		assertNothingStored(t, "certs/bi/c15/renew")
+		assertNothingStored(t, "certs/bi/c15")
 	})
+	// The old action path certs/<name>/renew is not an action and declares nothing.
+	cases = append(cases, badCase{"cert/name ending in renew", "certs/bi/c17/renew", cert(nil), []string{"reserved", "renew/<name>"}})
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +163,7 @@ func assertNothingStored(t *testing.T, path string) {
 			return
 		}
 		if strings.HasSuffix(name, "/renew") {
-			// certs/<x>/renew may be an endpoint of its own: check that <x> was not created either.
+			// Neither <x>/renew nor <x> may have been created.
 			assertNotStored(t, root, strings.TrimSuffix(name, "/renew"))
 			assert.NotContains(t, List(t, root, Mount+"/certs/"+strings.TrimSuffix(name, "/renew")), "renew")
 			return

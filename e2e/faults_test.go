@@ -50,7 +50,7 @@ func TestRenewalSurvivesCAOutage(t *testing.T) {
 	t.Logf("CA unreachable; served serial %s, renewals %d, orders %d", oldSerial, intField(before.Data, "renewals"), ordersBefore)
 
 	forced := time.Now()
-	w := MustDo(t, c, http.MethodPost, Mount+"/certs/"+id+"/renew", map[string]any{"wait": "0s"})
+	w := MustDo(t, c, http.MethodPost, Mount+"/renew/"+id, map[string]any{"wait": "0s"})
 	require.Containsf(t, []int{http.StatusOK, http.StatusAccepted}, w.Status, "renew: %s", w)
 
 	failed := waitCertField(t, c, id, 60*time.Second, "attempts >= 1", func(r *Resp) bool { return intField(r.Data, "attempts") >= 1 })
@@ -112,7 +112,7 @@ func TestRateLimitedHonoursRetryAfter(t *testing.T) {
 	proxy.SetFault(RateLimited(orderPath, retryAfter, 0))
 	postsBefore := proxy.Requests(http.MethodPost, orderPath)
 	forced := time.Now()
-	w := MustDo(t, c, http.MethodPost, Mount+"/certs/"+id+"/renew", map[string]any{"wait": "0s"})
+	w := MustDo(t, c, http.MethodPost, Mount+"/renew/"+id, map[string]any{"wait": "0s"})
 	require.Containsf(t, []int{http.StatusOK, http.StatusAccepted}, w.Status, "renew: %s", w)
 	failed := waitCertField(t, c, id, 60*time.Second, "attempts >= 1", func(r *Resp) bool { return intField(r.Data, "attempts") >= 1 })
 	failedAt := time.Now()
@@ -139,7 +139,7 @@ func TestRateLimitedHonoursRetryAfter(t *testing.T) {
 
 	// The limit is lifted: a forced renewal (which clears the backoff) gets a new certificate.
 	proxy.SetFault(nil)
-	w = MustDo(t, c, http.MethodPost, Mount+"/certs/"+id+"/renew", map[string]any{"wait": "60s"})
+	w = MustDo(t, c, http.MethodPost, Mount+"/renew/"+id, map[string]any{"wait": "60s"})
 	require.Equal(t, http.StatusOK, w.Status, "renew after the limit: %s", w)
 	renewed := readCertOK(t, c, id)
 	assert.NotEqual(t, first.SerialNumber, fmt.Sprint(renewed.Data["serial_number"]))

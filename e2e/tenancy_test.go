@@ -20,6 +20,12 @@ path "%[1]s/certs/%[2]s/*" {
 path "%[1]s/certs/" {
   capabilities = ["list"]
 }
+path "%[1]s/renew/%[2]s/*" {
+  capabilities = ["update"]
+}
+path "%[1]s/revoke/%[2]s/*" {
+  capabilities = ["update"]
+}
 `
 
 // teamToken creates policy <team> and a real token carrying it (from auth/token/create).
@@ -107,6 +113,38 @@ func TestTenancy(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, r.Status, "%s", r)
 		assert.Contains(t, r.ErrorText(), "y.team-b."+env.Zone)
 		assertNotStored(t, root, "team-a/y")
+	})
+
+	// The operator's certificate named like the tenant's folder ("team-a") is out of the tenant's
+	// reach: certs/team-a/renew and certs/team-a/revoke are refused names, not actions, and the
+	// actions renew/team-a and revoke/team-a are outside renew/team-a/* and revoke/team-a/*.
+	t.Run("actions stay inside the prefix", func(t *testing.T) {
+		CreateRole(t, root, "ops", map[string]any{
+			"account": "tenancy-acct", "dns": "tenancy-dns", "allowed_domains": "ops." + env.Zone,
+			"allow_bare_domains": true, "allowed_cert_names": "team-a",
+		})
+		ops := IssueCert(t, root, "team-a", map[string]any{"role": "ops", "domains": "ops." + env.Zone}, 3*time.Minute)
+		for _, op := range []struct {
+			path   string
+			status int
+		}{
+			{"certs/team-a/revoke", http.StatusBadRequest},
+			{"certs/team-a/renew", http.StatusBadRequest},
+			{"revoke/team-a", http.StatusForbidden},
+			{"renew/team-a", http.StatusForbidden},
+			{"revoke/team-b/app", http.StatusForbidden},
+		} {
+			r := MustDo(t, a, http.MethodPut, Mount+"/"+op.path, map[string]any{"reason": "keyCompromise", "wait": "0s"})
+			assert.Equal(t, op.status, r.Status, "team-a PUT %s: %s", op.path, r)
+		}
+		after := MustDo(t, root, http.MethodGet, Mount+"/certs/team-a", nil)
+		require.Equal(t, http.StatusOK, after.Status, "%s", after)
+		assert.Equal(t, ops.SerialNumber, fmt.Sprint(after.Data["serial_number"]), "the operator's certificate was neither renewed nor revoked")
+		assertNotStored(t, root, "team-a/revoke")
+
+		// Its own certificate, the tenant renews through renew/team-a/<name>.
+		r := MustDo(t, a, http.MethodPut, Mount+"/renew/team-a/app", map[string]any{"wait": "60s"})
+		assert.Contains(t, []int{http.StatusOK, http.StatusAccepted}, r.Status, "team-a renews its own certificate: %s", r)
 	})
 
 	t.Run("configuration is 403", func(t *testing.T) {

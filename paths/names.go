@@ -164,7 +164,9 @@ func ValidateCertName(name string) error {
 	}
 	switch segs[len(segs)-1] {
 	case "renew", "revoke":
-		return fmt.Errorf("certificate name %q ends in %q, which is reserved for the action path certs/<name>/%s", name, segs[len(segs)-1], segs[len(segs)-1])
+		// Reserved so that a request for the old action path certs/<name>/renew is refused
+		// instead of declaring a certificate of that name.
+		return fmt.Errorf("certificate name %q ends in %q, which is reserved: the action is %s/<name>", name, segs[len(segs)-1], segs[len(segs)-1])
 	}
 	return nil
 }

@@ -30,13 +30,21 @@ func revocationReasonNames() []string {
 	return names
 }
 
-// certActionPaths are certs/<name>/renew and certs/<name>/revoke. They are declared before the
-// certificate path, whose pattern would otherwise take them as names.
+// Prefixes of the actions on a certificate. They live beside certs/, not under certs/<name>/: with
+// names that may contain "/", certs/team-a/revoke would also address a certificate named "team-a",
+// outside a tenant's certs/team-a/*. A tenant's policy grants renew/team-a/* and revoke/team-a/*
+// alongside certs/team-a/*.
+const (
+	renewPrefix  = "renew/"
+	revokePrefix = "revoke/"
+)
+
+// certActionPaths are renew/<name> and revoke/<name>.
 func certActionPaths(e Engine) []*framework.Path {
 	h := &certActionHandler{engine: e}
 	return []*framework.Path{
 		{
-			Pattern:      storage.CertPrefix + "(?P<name>.+)/renew$",
+			Pattern:      renewPrefix + framework.MatchAllRegex("name"),
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
 			Fields:       fieldsOf(certActionFields, "name", "wait"),
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -48,7 +56,7 @@ func certActionPaths(e Engine) []*framework.Path {
 			HelpDescription: pathCertRenewHelpDesc,
 		},
 		{
-			Pattern:      storage.CertPrefix + "(?P<name>.+)/revoke$",
+			Pattern:      revokePrefix + framework.MatchAllRegex("name"),
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
 			Fields:       fieldsOf(certActionFields, "name", "reason"),
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -75,6 +83,9 @@ func notFound(_ *logical.Request, name string) (*logical.Response, error) {
 
 func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if err := ValidateCertName(name); err != nil {
+		return errorResponse(fieldError("", err))
+	}
 	wait, err := waitField(d, defaultWriteWait)
 	if err != nil {
 		return errorResponse(err)
@@ -107,6 +118,9 @@ func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *
 
 func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if err := ValidateCertName(name); err != nil {
+		return errorResponse(fieldError("", err))
+	}
 	reasonName := strings.TrimSpace(d.Get("reason").(string))
 	reason, ok := acme.RevocationReasons[reasonName]
 	if !ok {
@@ -215,11 +229,11 @@ func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
 
 const (
 	pathCertRenewHelpSyn  = "Renew a certificate now."
-	pathCertRenewHelpDesc = `Orders a new certificate for certs/<name> now, whatever its planned renewal time, and waits up to
+	pathCertRenewHelpDesc = `renew/<name> orders a new certificate for certs/<name> now, whatever its planned renewal time, and waits up to
 wait for it (202 while it continues in the background). A failure backoff in progress is cleared. The
 current certificate is served until the new one is stored.`
 	pathCertRevokeHelpSyn  = "Revoke a certificate at its CA and issue a new one."
-	pathCertRevokeHelpDesc = `Revokes the current certificate of certs/<name> at the CA with the given reason (keyCompromise,
+	pathCertRevokeHelpDesc = `revoke/<name> revokes the current certificate of certs/<name> at the CA with the given reason (keyCompromise,
 superseded, cessationOfOperation, affiliationChanged or unspecified), forgets it, and starts issuing a
 new certificate with a new key. Reads fail with a retryable 503 until the new certificate is stored.`
 	pathStatusHelpSyn  = "List certificates that need attention."
