@@ -44,7 +44,7 @@ var roleFields = map[string]*framework.FieldSchema{
 	"allowed_domains":             {Type: framework.TypeCommaStringSlice, Description: "Base domains the role may issue for."},
 	"allow_bare_domains":          {Type: framework.TypeBool, Description: "Allow the allowed_domains themselves (example.com)."},
 	"allow_subdomains":            {Type: framework.TypeBool, Description: "Allow names under the allowed_domains, at any depth (www.example.com)."},
-	"allow_wildcard_certificates": {Type: framework.TypeBool, Description: "Allow wildcard names (*.example.com) whose covered names the role allows."},
+	"allow_wildcard_certificates": {Type: framework.TypeBool, Description: "Allow wildcard names *.X where X is an allowed domain or under one; needs allow_subdomains (a wildcard stands for names under X)."},
 	"allowed_cert_names":          {Type: framework.TypeCommaStringSlice, Description: "Certificate names (certs/<name>) that may use the role: exact names, or prefixes ending in * such as team-a/*. Use * for any."},
 	"profile":                     {Type: framework.TypeString, Description: "Default CA certificate profile of certificates (e.g. Let's Encrypt's shortlived). Empty: the CA's default."},
 	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
@@ -253,7 +253,7 @@ const (
 	pathRolesHelpDesc     = `A role binds an ACME account and a DNS-01 configuration to the names certificates may carry and to
 the certificate names (certs/<name>) that may use it. Every name on a certificate is checked against the
 role before any order: allowed_domains are base domains; allow_bare_domains allows them as they are,
-allow_subdomains allows names under them, allow_wildcard_certificates allows *.X when X's subdomains are
-allowed. allowed_cert_names (required) confines the role to certificate names such as team-a/*, so a
+allow_subdomains allows names under them, allow_wildcard_certificates (with allow_subdomains) allows *.X
+when X is an allowed domain or lies under one. allowed_cert_names (required) confines the role to certificate names such as team-a/*, so a
 Vault policy on certs/team-a/* is all a tenant needs.`
 )

@@ -25,12 +25,23 @@ type RoleEntry struct {
 }
 
 // AllowsDomain reports whether the canonical name d may appear on a certificate of this role.
-// A wildcard *.X is allowed when wildcards are and every name it covers (a label under X) would be.
+// A wildcard *.R is decided structurally, never by testing a made-up name under R (which could
+// equal an allowed bare name): it needs both allow_wildcard_certificates and allow_subdomains (it
+// stands for names under R), and R must be an allowed base or lie under one.
 func (r *RoleEntry) AllowsDomain(d string) bool {
-	if rest, ok := strings.CutPrefix(d, "*."); ok {
-		return r.AllowWildcardCertificates && r.allowsName("x."+rest)
+	rest, wildcard := strings.CutPrefix(d, "*.")
+	if !wildcard {
+		return r.allowsName(d)
 	}
-	return r.allowsName(d)
+	if !r.AllowWildcardCertificates || !r.AllowSubdomains {
+		return false
+	}
+	for _, base := range r.AllowedDomains {
+		if rest == base || strings.HasSuffix(rest, "."+base) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *RoleEntry) allowsName(d string) bool {
