@@ -115,6 +115,22 @@ func TestTenancy(t *testing.T) {
 		assertNotStored(t, root, "team-a/y")
 	})
 
+	// A role allowing the bare name x.team-a.<zone> and wildcards never gives *.team-a.<zone>, which
+	// would cover every sibling of x.
+	t.Run("parent wildcard via a bare name is 400", func(t *testing.T) {
+		CreateRole(t, root, "team-a-bare", map[string]any{
+			"account": "tenancy-acct", "dns": "tenancy-dns", "allowed_domains": "x.team-a." + env.Zone,
+			"allow_bare_domains": true, "allow_wildcard_certificates": true, "allowed_cert_names": "team-a/*",
+		})
+		for i, domain := range []string{"*.team-a." + env.Zone, "*.x.team-a." + env.Zone} {
+			name := fmt.Sprintf("team-a/wild%d", i)
+			r := MustDo(t, a, http.MethodPut, Mount+"/certs/"+name, map[string]any{"role": "team-a-bare", "domains": domain, "wait": "0s"})
+			assert.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", domain, r)
+			assert.Contains(t, r.ErrorText(), domain)
+			assertNotStored(t, root, name)
+		}
+	})
+
 	// The operator's certificate named like the tenant's folder ("team-a") is out of the tenant's
 	// reach: certs/team-a/renew and certs/team-a/revoke are refused names, not actions, and the
 	// actions renew/team-a and revoke/team-a are outside renew/team-a/* and revoke/team-a/*.
