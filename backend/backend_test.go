@@ -383,9 +383,9 @@ func TestMalformedSecretsAreNotEchoed(t *testing.T) {
 		path string
 		data map[string]any
 	}{
-		"credentials pair without =": {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": []any{"RFC2136_TSIG_SECRET:" + secret}}},
+		"credentials pair without =":  {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": []any{"RFC2136_TSIG_SECRET:" + secret}}},
 		"credentials pair, empty key": {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": "=" + secret}},
-		"credentials nested object": {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": map[string]any{"K": map[string]any{"v": secret}}}},
+		"credentials nested object":   {"config/dns/ns", map[string]any{"provider": "rfc2136", "credentials": map[string]any{"K": map[string]any{"v": secret}}}},
 		"eab_hmac_key as an object": {"accounts/a", map[string]any{"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true,
 			"eab_kid": "kid", "eab_hmac_key": map[string]any{"k": secret}}},
 		"private_key as a list": {"accounts/a", map[string]any{"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true,
