@@ -227,14 +227,15 @@ func (b *backend) clean(_ context.Context) {
 }
 
 // HandleRequest screens sensitive fields before the framework parses the request, so that Vault's
-// own parse errors never quote a credential or key (paths.ScreenSensitiveInput).
+// own parse errors never quote a credential or key (paths.ScreenSensitiveInput), and shortens
+// whatever input an error quotes back (paths.ClipResponse).
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if req.Operation != logical.HelpOperation {
 		if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {
 			return resp, nil
 		}
 	}
-	return b.Backend.HandleRequest(ctx, req)
+	return paths.ClipResponse(b.Backend.HandleRequest(ctx, req))
 }
 
 // WriteSafe reports whether this node may write storage and talk to CAs.

@@ -210,6 +210,12 @@ func (b *backend) plan(ctx context.Context, name string, c *storage.CertEntry) (
 			return nil, fmt.Errorf("%w: role %q no longer allows %q", errPlan, c.Role, d)
 		}
 	}
+	if !p.role.AllowsKeyType(c.KeyType) {
+		return nil, fmt.Errorf("%w: role %q no longer allows key type %q", errPlan, c.Role, c.KeyType)
+	}
+	if !p.role.AllowsProfile(c.Profile) {
+		return nil, fmt.Errorf("%w: role %q no longer allows profile %q", errPlan, c.Role, c.Profile)
+	}
 	if p.account, err = storage.LoadAccount(ctx, b.storage, p.role.Account); err != nil {
 		return nil, err
 	}

@@ -118,6 +118,36 @@ func TestBadInput(t *testing.T) {
 	// The old action path certs/<name>/renew is not an action and declares nothing.
 	cases = append(cases, badCase{"cert/name ending in renew", "certs/bi/c17/renew", cert(nil), []string{"reserved", "renew/<name>"}})
 
+	// Huge values: the 400 still says what to fix, but quotes at most a short part of the input.
+	huge := strings.Repeat("a", 500_000)
+	hugeCases := []badCase{
+		{"huge/domain name", "certs/bi/h1", cert(map[string]any{"domains": huge + "." + env.Zone}), []string{"253"}},
+		{"huge/label", "certs/bi/h2", cert(map[string]any{"domains": "x" + huge[:70_000] + "." + env.Zone}), []string{"253", "63"}},
+		{"huge/profile", "certs/bi/h3", cert(map[string]any{"profile": huge}), []string{"profile"}},
+		{"huge/key_type", "certs/bi/h4", cert(map[string]any{"key_type": huge}), []string{"key_type"}},
+		{"huge/wait", "certs/bi/h5", cert(map[string]any{"wait": huge}), []string{"wait"}},
+		{"huge/role name", "certs/bi/h6", cert(map[string]any{"role": huge}), []string{"role"}},
+		{"huge/certificate name", "certs/bi/" + huge[:60_000], cert(nil), []string{"longer"}},
+		{"huge/allowed_domains", "roles/bad-h7", role(map[string]any{"allowed_domains": huge + ".test"}), []string{"allowed_domains"}},
+		{"huge/allowed_cert_names", "roles/bad-h8", role(map[string]any{"allowed_cert_names": huge}), []string{"allowed_cert_names", "pattern", "longer"}},
+		{"huge/contact", "accounts/bad-h9", acct(map[string]any{"contact": huge + "@example.test"}), []string{"contact"}},
+		{"huge/resolver", "config/dns/bad-h10", dns(map[string]any{"resolvers": huge}), []string{"resolver"}},
+		{"huge/provider", "config/dns/bad-h11", dns(map[string]any{"provider": huge}), []string{"provider"}},
+	}
+	for _, tc := range hugeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := MustDo(t, c, http.MethodPut, Mount+"/"+tc.path, tc.data)
+			assert.Equal(t, http.StatusBadRequest, r.Status, "PUT %s: %.300s", tc.path[:min(len(tc.path), 80)], r)
+			msg := r.ErrorText()
+			assert.LessOrEqual(t, len(msg), 1200, "the message quotes the whole input: %.300s...", msg)
+			assert.NotContains(t, msg, huge[:200], "the message quotes the input")
+			assert.Truef(t, containsAnyFold(msg, tc.mention), "message %.400q should mention one of %q", msg, tc.mention)
+			if !strings.HasPrefix(tc.path, "certs/bi/a") {
+				assertNothingStored(t, tc.path)
+			}
+		})
+	}
+
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var r *Resp

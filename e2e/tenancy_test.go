@@ -131,6 +131,37 @@ func TestTenancy(t *testing.T) {
 		}
 	})
 
+	// The role bounds profiles and key types: a tenant cannot pick Pebble's shortlived profile (many
+	// more orders) or a key type the role does not list, on create or on update, in any spelling.
+	t.Run("profile and key type stay inside the role", func(t *testing.T) {
+		for i, data := range []map[string]any{
+			{"profile": ShortlivedProfile}, {"profile": strings.ToUpper(DefaultProfile)}, {"profile": DefaultProfile + " x"},
+			{"key_type": "rsa2048"}, {"key_type": "EC384"}, {"key_type": "rsa4096", "profile": ShortlivedProfile},
+		} {
+			name := fmt.Sprintf("team-a/bound%d", i)
+			r := MustDo(t, a, http.MethodPut, Mount+"/certs/"+name, merge(map[string]any{"role": "team-a", "domains": "bound.team-a." + env.Zone, "wait": "0s"}, data))
+			assert.Equal(t, http.StatusBadRequest, r.Status, "%v: %s", data, r)
+			assertNotStored(t, root, name)
+		}
+		// An existing certificate cannot be moved outside the role by an update either.
+		IssueCert(t, a, "team-a/bound", map[string]any{"role": "team-a", "domains": "bound.team-a." + env.Zone}, 3*time.Minute)
+		for _, data := range []map[string]any{{"profile": ShortlivedProfile}, {"key_type": "rsa2048"}} {
+			r := MustDo(t, a, http.MethodPut, Mount+"/certs/team-a/bound", data)
+			assert.Equal(t, http.StatusBadRequest, r.Status, "update %v: %s", data, r)
+		}
+		d := MustDo(t, a, http.MethodGet, Mount+"/certs/team-a/bound", nil).Data
+		assert.Equal(t, DefaultProfile, d["profile"])
+		assert.Equal(t, "ec256", d["key_type"])
+		// The operator may widen the role; then the tenant may choose.
+		CreateRole(t, root, "team-a-wide", map[string]any{
+			"account": "tenancy-acct", "dns": "tenancy-dns", "allowed_domains": "team-a." + env.Zone, "allow_subdomains": true,
+			"allowed_cert_names": "team-a/*", "allowed_key_types": "rsa2048", "allowed_profiles": ShortlivedProfile,
+		})
+		r := MustDo(t, a, http.MethodPut, Mount+"/certs/team-a/wide", map[string]any{"role": "team-a-wide", "domains": "wide.team-a." + env.Zone,
+			"key_type": "rsa2048", "profile": ShortlivedProfile, "wait": "0s"})
+		assert.Contains(t, []int{http.StatusOK, http.StatusAccepted}, r.Status, "%s", r)
+	})
+
 	// The operator's certificate named like the tenant's folder ("team-a") is out of the tenant's
 	// reach: certs/team-a/renew and certs/team-a/revoke are refused names, not actions, and the
 	// actions renew/team-a and revoke/team-a are outside renew/team-a/* and revoke/team-a/*.

@@ -294,12 +294,13 @@ func newHarness(t *testing.T) *harness {
 }
 
 // handle is what the plugin's backend.HandleRequest does: screen sensitive fields
-// (ScreenSensitiveInput), then let the framework route the request.
+// (ScreenSensitiveInput), then let the framework route the request, and shorten quoted input
+// (ClipResponse).
 func (h *harness) handle(req *logical.Request) (*logical.Response, error) {
 	if resp := ScreenSensitiveInput(h.b.Route(req.Path), req.Data); resp != nil {
 		return resp, nil
 	}
-	return h.b.HandleRequest(context.Background(), req)
+	return ClipResponse(h.b.HandleRequest(context.Background(), req))
 }
 
 // do sends a request and checks that nothing in the answer carries the secret marker.
@@ -474,7 +475,8 @@ func (h *harness) dnsConfig(name, zones string) {
 func (h *harness) role(name string, data map[string]any) {
 	h.t.Helper()
 	d := map[string]any{"account": "acme", "dns": "ns", "allowed_domains": "example.com", "allow_bare_domains": true,
-		"allow_subdomains": true, "allow_wildcard_certificates": true, "allowed_cert_names": "*"}
+		"allow_subdomains": true, "allow_wildcard_certificates": true, "allowed_cert_names": "*",
+		"allowed_key_types": "*", "allowed_profiles": "*"}
 	for k, v := range data {
 		d[k] = v
 	}

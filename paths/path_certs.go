@@ -237,6 +237,12 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	if err := validateProfile(spec.Profile); err != nil {
 		return nil, fieldError("", err)
 	}
+	if !role.AllowsKeyType(spec.KeyType) {
+		return nil, badInput("role %q does not allow key type %q: use %s, or ask the operator to add it to the role's allowed_key_types", spec.Role, spec.KeyType, role.KeyType)
+	}
+	if !role.AllowsProfile(spec.Profile) {
+		return nil, badInput("role %q does not allow profile %q: use %s, or ask the operator to add it to the role's allowed_profiles", spec.Role, spec.Profile, profileName(role.Profile))
+	}
 	return spec, nil
 }
 
@@ -392,9 +398,17 @@ func readTTL(c *storage.CertEntry, now time.Time) (ttl, rotation int64) {
 }
 
 // validateProfile checks a CA profile name's form; the CA decides whether it knows it.
+// profileName names a profile in a message ("" is the CA's default).
+func profileName(p string) string {
+	if p == "" {
+		return "the CA's default profile (no profile)"
+	}
+	return fmt.Sprintf("profile %q", p)
+}
+
 func validateProfile(p string) error {
 	if len(p) > 64 {
-		return fmt.Errorf("profile %q is longer than 64 characters", p)
+		return fmt.Errorf("profile is longer than 64 characters")
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]

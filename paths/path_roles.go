@@ -3,6 +3,7 @@ package paths
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -48,10 +49,12 @@ var roleFields = map[string]*framework.FieldSchema{
 	"allowed_cert_names":          {Type: framework.TypeCommaStringSlice, Description: "Certificate names (certs/<name>) that may use the role: exact names, or prefixes ending in * such as team-a/*. Use * for any."},
 	"profile":                     {Type: framework.TypeString, Description: "Default CA certificate profile of certificates (e.g. Let's Encrypt's shortlived). Empty: the CA's default."},
 	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
+	"allowed_key_types":           {Type: framework.TypeCommaStringSlice, Description: "Key types a certificate may ask for besides key_type; * for any. Default: only key_type."},
+	"allowed_profiles":            {Type: framework.TypeCommaStringSlice, Description: "CA profiles a certificate may ask for besides profile; * for any. Default: only profile (a tenant cannot pick e.g. shortlived, which multiplies orders)."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
-	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile")
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e}
@@ -79,6 +82,8 @@ func roleResponse(r *storage.RoleEntry) map[string]any {
 		"allowed_cert_names":          nonNil(r.AllowedCertNames),
 		"key_type":                    r.KeyType,
 		"profile":                     r.Profile,
+		"allowed_key_types":           nonNil(r.AllowedKeyTypes),
+		"allowed_profiles":            nonNil(r.AllowedProfiles),
 	}
 }
 
@@ -159,6 +164,43 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 		if err := validateProfile(r.Profile); err != nil {
 			return fieldError("", err)
 		}
+	}
+	if v, ok := d.GetOk("allowed_key_types"); ok {
+		var kts []string
+		for _, k := range v.([]string) {
+			switch k = strings.TrimSpace(k); k {
+			case "":
+				continue
+			case "*":
+			default:
+				kt, err := acme.ParseKeyType(k)
+				if err != nil {
+					return fieldError("allowed_key_types", err)
+				}
+				k = string(kt)
+			}
+			if !slices.Contains(kts, k) {
+				kts = append(kts, k)
+			}
+		}
+		r.AllowedKeyTypes = kts
+	}
+	if v, ok := d.GetOk("allowed_profiles"); ok {
+		var ps []string
+		for _, p := range v.([]string) {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if p != "*" {
+				if err := validateProfile(p); err != nil {
+					return fieldError("allowed_profiles", err)
+				}
+			}
+			if !slices.Contains(ps, p) {
+				ps = append(ps, p)
+			}
+		}
+		r.AllowedProfiles = ps
 	}
 	switch {
 	case r.Account == "":

@@ -2,6 +2,7 @@ package paths
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,7 @@ func TestRoleCreateReadList(t *testing.T) {
 		"account": "acme", "dns": "ns", "allowed_domains": []string{"www.example.com", "example.net"},
 		"allow_bare_domains": false, "allow_subdomains": true, "allow_wildcard_certificates": false,
 		"allowed_cert_names": []string{"team-a/*", "shared"}, "key_type": "ec384", "profile": "tlsserver",
+		"allowed_key_types": []string{}, "allowed_profiles": []string{},
 	}
 	require.Equal(t, want, resp.Data)
 	require.Equal(t, want, h.ok(logical.ReadOperation, "roles/team-a", nil).Data)
@@ -256,5 +258,90 @@ func TestRoleWriteRacesReferenceDelete(t *testing.T) {
 			// new role pointing at nothing.
 			require.False(t, roleStored && e == nil, "role web was stored but %s was deleted under it", ref)
 		})
+	}
+}
+
+// A role bounds the key types and profiles of its certificates: by default only its own; with
+// allowed_key_types / allowed_profiles also those listed ("*": any). Each is tried on create and on
+// update, just inside and just outside the list, in other spellings.
+func TestRoleBoundsKeyTypesAndProfiles(t *testing.T) {
+	h := roleHarness(t)
+	base := map[string]any{"account": "acme", "dns": "ns", "allowed_domains": "example.com", "allow_bare_domains": true,
+		"allowed_cert_names": "*", "key_type": "ec256", "profile": "tlsserver"}
+	with := func(extra map[string]any) map[string]any {
+		d := map[string]any{}
+		for k, v := range base {
+			d[k] = v
+		}
+		for k, v := range extra {
+			d[k] = v
+		}
+		return d
+	}
+	h.ok(logical.CreateOperation, "roles/strict", base)
+	h.ok(logical.CreateOperation, "roles/some", with(map[string]any{"allowed_key_types": "rsa2048, EC384", "allowed_profiles": "classic"}))
+	h.ok(logical.CreateOperation, "roles/any", with(map[string]any{"allowed_key_types": "*", "allowed_profiles": "*"}))
+	h.ok(logical.CreateOperation, "roles/nodefault", with(map[string]any{"profile": ""}))
+
+	cases := []struct {
+		role, keyType, profile string
+		ok                     bool
+		mention                string
+	}{
+		{"strict", "", "", true, ""},               // the role's own
+		{"strict", "ec256", "tlsserver", true, ""}, // named explicitly
+		{"strict", "EC256", "", true, ""},          // another spelling of its own
+		{"strict", "ec384", "", false, "key type"},
+		{"strict", "rsa2048", "", false, "key type"},
+		{"strict", "", "shortlived", false, "profile"},
+		{"strict", "", "TLSSERVER", false, "profile"}, // profiles are case-sensitive at the CA
+		{"strict", "", "tlsserver ", true, ""},        // trimmed
+		{"some", "rsa2048", "", true, ""},
+		{"some", "ec384", "classic", true, ""},
+		{"some", "rsa4096", "", false, "key type"},
+		{"some", "", "shortlived", false, "profile"},
+		{"any", "rsa4096", "shortlived", true, ""},
+		{"nodefault", "", "shortlived", false, "profile"},
+	}
+	for i, tc := range cases {
+		name := fmt.Sprintf("%s/%d", tc.role, i)
+		data := map[string]any{"role": tc.role, "domains": "example.com", "wait": 0}
+		if tc.keyType != "" {
+			data["key_type"] = tc.keyType
+		}
+		if tc.profile != "" {
+			data["profile"] = tc.profile
+		}
+		resp, err := h.do(logical.CreateOperation, "certs/"+name, data)
+		require.NoError(t, err)
+		if tc.ok {
+			require.False(t, resp.IsError(), "%s: %v", name, resp.Data)
+			continue
+		}
+		require.True(t, resp.IsError(), "%s: key_type %q profile %q should be refused", name, tc.keyType, tc.profile)
+		require.Contains(t, resp.Error().Error(), tc.mention)
+		require.Contains(t, resp.Error().Error(), "allowed_")
+		c, err := storage.LoadCert(context.Background(), h.s, name)
+		require.NoError(t, err)
+		require.Nil(t, c, "a refused certificate is not stored")
+	}
+
+	// An update may not step outside the role either: the stored certificate keeps its values.
+	h.ok(logical.CreateOperation, "certs/upd", map[string]any{"role": "strict", "domains": "example.com", "wait": 0})
+	for _, data := range []map[string]any{{"profile": "shortlived"}, {"key_type": "rsa2048"}} {
+		resp, err := h.do(logical.UpdateOperation, "certs/upd", data)
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "update %v should be refused", data)
+	}
+	c, err := storage.LoadCert(context.Background(), h.s, "upd")
+	require.NoError(t, err)
+	require.Equal(t, "ec256", c.KeyType)
+	require.Equal(t, "tlsserver", c.Profile)
+
+	// Bad lists are 400s.
+	for _, data := range []map[string]any{{"allowed_key_types": "dsa1024"}, {"allowed_profiles": "bad profile!"}} {
+		resp, err := h.do(logical.CreateOperation, "roles/bad", with(data))
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "%v should be refused", data)
 	}
 }

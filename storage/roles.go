@@ -22,6 +22,31 @@ type RoleEntry struct {
 	AllowedCertNames          []string `json:"allowed_cert_names"`
 	KeyType                   string   `json:"key_type"`
 	Profile                   string   `json:"profile,omitempty"`
+	// AllowedKeyTypes and AllowedProfiles are what a certificate may ask for besides the role's own
+	// KeyType and Profile; "*" allows any.
+	AllowedKeyTypes []string `json:"allowed_key_types,omitempty"`
+	AllowedProfiles []string `json:"allowed_profiles,omitempty"`
+}
+
+// AllowsKeyType reports whether a certificate of this role may use key type kt: the role's own,
+// or one of allowed_key_types.
+func (r *RoleEntry) AllowsKeyType(kt string) bool {
+	return kt == r.KeyType || allowedBy(r.AllowedKeyTypes, kt)
+}
+
+// AllowsProfile reports whether a certificate of this role may ask for profile p ("" is the CA's
+// default): the role's own, or one of allowed_profiles.
+func (r *RoleEntry) AllowsProfile(p string) bool {
+	return p == r.Profile || allowedBy(r.AllowedProfiles, p)
+}
+
+func allowedBy(list []string, v string) bool {
+	for _, a := range list {
+		if a == "*" || a == v {
+			return true
+		}
+	}
+	return false
 }
 
 // AllowsDomain reports whether the canonical name d may appear on a certificate of this role.
