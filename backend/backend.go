@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -244,9 +245,16 @@ func (b *backend) WriteSafe() bool { return b.WriteSafeReplicationState() }
 // Locks returns the mount's entry locks.
 func (b *backend) Locks() *storage.Locks { return b.locks }
 
-// sendEvent publishes an event on Vault's event bus; a Vault without events is fine.
-func (b *backend) sendEvent(ctx context.Context, eventType string, metadata ...string) {
-	if err := logical.SendEvent(ctx, b, eventType, metadata...); err != nil && !errors.Is(err, framework.ErrNoEvents) {
+// certEvent publishes an event about the named certificate on Vault's event bus; a Vault without
+// events is fine. Its path and data_path are the certificate's own path (certs/<name>; Vault
+// prepends the mount), so Vault delivers it only to subscribers whose policy may read that path.
+func (b *backend) certEvent(ctx context.Context, eventType, name string, modified bool, metadata ...string) {
+	p := storage.CertPrefix + name
+	md := append([]string{
+		logical.EventMetadataPath, p, logical.EventMetadataDataPath, p,
+		logical.EventMetadataModified, strconv.FormatBool(modified), "cert", name,
+	}, metadata...)
+	if err := logical.SendEvent(ctx, b, eventType, md...); err != nil && !errors.Is(err, framework.ErrNoEvents) {
 		b.logger.Debug("sending an event failed", "event", eventType, "error", err)
 	}
 }

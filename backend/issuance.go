@@ -182,7 +182,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	if renewing {
 		ev = eventRenewed
 	}
-	b.sendEvent(ctx, ev, "cert", name)
+	b.certEvent(ctx, ev, name, true)
 	log.Info("certificate stored", "renewal", renewing, "domains", strings.Join(p.cert.Domains, ","), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -390,7 +390,7 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 		b.logger.Named("issue").Error("recording a failed attempt failed", "cert", name, "error", err)
 		return
 	}
-	b.sendEvent(ctx, eventFailed, "cert", name, "attempts", strconv.Itoa(c.Attempts), "retry_at", c.NextAttemptAt.Format(time.RFC3339))
+	b.certEvent(ctx, eventFailed, name, false, "attempts", strconv.Itoa(c.Attempts), "retry_at", c.NextAttemptAt.Format(time.RFC3339))
 }
 
 // backoff is the delay after the n-th consecutive failure, with ±10% jitter.
