@@ -30,6 +30,11 @@ var (
 	// ErrChallengeFailed means the CA could not validate a challenge (for example the DNS record
 	// was not visible to it).
 	ErrChallengeFailed = errors.New("acme: challenge validation failed")
+	// ErrDNSRecord means the DNS-01 solver could not publish a challenge record, or the record did
+	// not become visible at the resolvers in time; the CA was not asked to validate it. Detail is
+	// this package's own words; the solver's text (redacted by the solvers package, but the
+	// operator's business) is only in the chain.
+	ErrDNSRecord = errors.New("acme: the DNS-01 challenge record could not be published")
 )
 
 // Error carries a classified failure and, when the CA sent one, its problem document.
@@ -38,8 +43,11 @@ type Error struct {
 	Kind error
 	// ProblemType is the ACME problem type URN, when the CA sent a problem document.
 	ProblemType string
-	// Detail is the CA's human-readable problem detail.
+	// Detail is the CA's human-readable problem detail (ErrDNSRecord: what failed, in this
+	// package's words).
 	Detail string
+	// Identifier is the name the failure is about, when it is about one.
+	Identifier string
 	// RetryAfter is how long the CA asked us to wait (rate limits, polls it wanted to slow down),
 	// zero when unknown.
 	RetryAfter time.Duration

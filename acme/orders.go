@@ -141,7 +141,7 @@ func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver 
 			continue
 		case acme.StatusPending:
 		default:
-			return &Error{Kind: ErrChallengeFailed, err: fmt.Errorf("acme: authorization for %s is %s", authz.Identifier.Value, authz.Status)}
+			return &Error{Kind: ErrChallengeFailed, Identifier: authz.Identifier.Value, err: fmt.Errorf("acme: authorization for %s is %s", authz.Identifier.Value, authz.Status)}
 		}
 		p := pendingAuthz{url: u, domain: authz.Identifier.Value}
 		for _, ch := range authz.Challenges {
@@ -209,9 +209,13 @@ func (c *Client) solveWave(ctx context.Context, wave []pendingAuthz, solver solv
 		attempted[i] = true // before Present: a Present that fails halfway may leave a record
 		g.Go(func() error {
 			if err := solver.Present(gctx, p.domain, p.token, p.keyAuth); err != nil {
-				return fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err)
+				return dnsRecordError(gctx, p.domain, "the DNS provider could not publish the challenge record",
+					fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err))
 			}
-			return solver.WaitPropagation(gctx, p.domain, p.keyAuth) // its errors name the record
+			if err := solver.WaitPropagation(gctx, p.domain, p.keyAuth); err != nil { // its errors name the record
+				return dnsRecordError(gctx, p.domain, "the challenge record did not become visible at the DNS configuration's resolvers in time", err)
+			}
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -246,10 +250,10 @@ func (c *Client) waitChallenge(ctx context.Context, p pendingAuthz, ch acme.Exte
 			return true, 0, nil
 		case acme.StatusInvalid:
 			if ch.Error != nil {
-				return false, 0, &Error{Kind: ErrChallengeFailed, ProblemType: ch.Error.Type, Detail: ch.Error.Detail,
+				return false, 0, &Error{Kind: ErrChallengeFailed, ProblemType: ch.Error.Type, Detail: ch.Error.Detail, Identifier: p.domain,
 					err: fmt.Errorf("acme: validation of %s failed: %s: %s", p.domain, ch.Error.Type, ch.Error.Detail)}
 			}
-			return false, 0, &Error{Kind: ErrChallengeFailed, err: fmt.Errorf("acme: validation of %s failed", p.domain)}
+			return false, 0, &Error{Kind: ErrChallengeFailed, Identifier: p.domain, err: fmt.Errorf("acme: validation of %s failed", p.domain)}
 		}
 		ra, _ := parseRetryAfter(ch.RetryAfter)
 		return false, ra, nil
@@ -279,4 +283,13 @@ func (c *Client) waitOrder(ctx context.Context, orderURL string, policy PollPoli
 		return false, c.headers.RetryAfter(orderURL), nil
 	})
 	return order, err
+}
+
+// dnsRecordError classifies a solver failure for domain as ErrDNSRecord with what (this package's
+// words) as its detail. A cancelled context passes through: the attempt was stopped, nothing failed.
+func dnsRecordError(ctx context.Context, domain, what string, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return &Error{Kind: ErrDNSRecord, Detail: what, Identifier: domain, err: err}
 }

@@ -304,6 +304,12 @@ func TestObtainErrors(t *testing.T) {
 			want: boom,
 			check: func(t *testing.T, ca *fakeCA, s *fakeSolver, err error) {
 				assert.Contains(t, err.Error(), "acme: present DNS record for ")
+				assert.ErrorIs(t, err, ErrDNSRecord)
+				var ae *Error
+				require.ErrorAs(t, err, &ae)
+				assert.Contains(t, ae.Detail, "could not publish")
+				assert.NotContains(t, ae.Detail, boom.Error(), "Detail is this package's words, not the solver's")
+				assert.NotEmpty(t, ae.Identifier)
 				assert.Equal(t, s.count("present "), s.count("cleanup "), "a failed Present is cleaned up too")
 				assert.Zero(t, ca.count("POST /chall/"), "no challenge accepted")
 			},
@@ -315,6 +321,10 @@ func TestObtainErrors(t *testing.T) {
 			},
 			want: boom,
 			check: func(t *testing.T, ca *fakeCA, s *fakeSolver, err error) {
+				assert.ErrorIs(t, err, ErrDNSRecord)
+				var ae *Error
+				require.ErrorAs(t, err, &ae)
+				assert.Contains(t, ae.Detail, "did not become visible")
 				assert.Equal(t, s.count("present "), s.count("cleanup "))
 				assert.Zero(t, ca.count("POST /chall/"), "no challenge accepted")
 			},

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -257,8 +256,7 @@ func TestConcurrentReadsOrderOnce(t *testing.T) {
 func TestFailedIssuanceBacksOffAndReadFailsClearly(t *testing.T) {
 	b, s, ca := getTestBackend(t)
 	setup(t, b, s)
-	ca.fail = &acme.Error{Kind: acme.ErrRejected}
-	ca.fail = errors.Join(acme.ErrRejected, errors.New("urn:ietf:params:acme:error:rejectedIdentifier: no"))
+	ca.fail = &acme.Error{Kind: acme.ErrRejected, ProblemType: "urn:ietf:params:acme:error:rejectedIdentifier", Detail: "no"}
 	resp := request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
 	require.Equal(t, http.StatusAccepted, resp.Data[logical.HTTPStatusCode])
 

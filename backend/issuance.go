@@ -169,13 +169,11 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	start := time.Now()
 	issued, key, supportsARI, err := b.obtain(ctx, name, p, renewing)
 	if err != nil {
-		log.Warn("issuance failed", "renewal", renewing, "error", err, "duration", time.Since(start).Round(time.Millisecond))
-		b.recordFailure(ctx, name, p.cert, err)
+		b.recordFailure(ctx, name, p.cert, err, "renewal", renewing, "duration", time.Since(start).Round(time.Millisecond))
 		return err
 	}
 	if err := b.storeIssued(ctx, name, p.cert, issued, key, supportsARI); err != nil {
-		log.Error("storing the issued certificate failed", "error", err)
-		b.recordFailure(ctx, name, p.cert, err)
+		b.recordFailure(ctx, name, p.cert, fmt.Errorf("storing the issued certificate: %w", err))
 		return err
 	}
 	ev := eventIssued
@@ -357,13 +355,16 @@ func (b *backend) storeIssued(ctx context.Context, name string, spec *storage.Ce
 	return storage.DeleteOrder(ctx, b.storage, name)
 }
 
-// recordFailure stores a failed attempt with its backoff (the CA's Retry-After when longer),
-// unless the entry is no longer the one spec was loaded from. An attempt stopped because its
-// certificate was deleted or the mount is shutting down (ctx cancelled) is not a failure.
-func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.CertEntry, cause error) {
+// recordFailure logs a failed attempt under a new reference and stores, with its backoff (the CA's
+// Retry-After when longer), a summary that names the reference (failureSummary) — unless the entry
+// is no longer the one spec was loaded from. An attempt stopped because its certificate was
+// deleted or the mount is shutting down (ctx cancelled) is not a failure.
+func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.CertEntry, cause error, logArgs ...any) {
 	if ctx.Err() != nil {
 		return
 	}
+	ref := newFailureRef()
+	b.logger.Named("issue").Warn("attempt failed", append([]any{"cert", name, "ref", ref, "error", cause}, logArgs...)...)
 	ctx = context.WithoutCancel(ctx)
 	lock := b.locks.Cert(name)
 	lock.Lock()
@@ -383,7 +384,7 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 		// failing renewal.
 		c.Status = storage.StatusFailed
 	}
-	c.LastError = cause.Error()
+	c.LastError = failureSummary(cause, ref)
 	c.NextAttemptAt, c.UpdatedAt = now.Add(delay), now
 	c.ForceRenewal = false
 	if err := storage.StoreCert(ctx, b.storage, name, c); err != nil {
