@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-uuid"
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
@@ -237,6 +238,18 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		}
 	}
 	return paths.ClipResponse(b.Backend.HandleRequest(ctx, req))
+}
+
+// HandleExistenceCheck does for the existence check what HandleRequest does for the request:
+// Vault calls it first on every create or update, and the framework's field parsing there would
+// otherwise quote a malformed secret or a huge value back in its 400.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound bool, exists bool, err error) {
+	if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {
+		return true, false, errutil.UserError{Err: resp.Error().Error()}
+	}
+	checkFound, exists, err = b.Backend.HandleExistenceCheck(ctx, req)
+	_, err = paths.ClipResponse(nil, err)
+	return checkFound, exists, err
 }
 
 // WriteSafe reports whether this node may write storage and talk to CAs.

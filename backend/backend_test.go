@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/certutil"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
@@ -390,7 +391,13 @@ func TestMalformedSecretsAreNotEchoed(t *testing.T) {
 			"private_key": []any{map[string]any{"k": secret}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: tc.path, Data: tc.data, Storage: s})
+			req := &logical.Request{Operation: logical.CreateOperation, Path: tc.path, Data: tc.data, Storage: s}
+			// Vault runs the existence check first: its field parsing must not quote the secret.
+			_, _, eerr := b.HandleExistenceCheck(context.Background(), req)
+			require.Error(t, eerr, "the existence check refuses it")
+			require.Contains(t, eerr.Error(), "is malformed")
+			require.NotContains(t, eerr.Error(), secret)
+			resp, err := b.HandleRequest(context.Background(), req)
 			require.NoError(t, err)
 			require.True(t, resp.IsError(), "a 400")
 			require.Contains(t, resp.Error().Error(), "is malformed")
@@ -400,6 +407,12 @@ func TestMalformedSecretsAreNotEchoed(t *testing.T) {
 			require.Empty(t, keys, "nothing stored")
 		})
 	}
+	// A huge non-secret value is quoted only in part by the existence check's parse error.
+	_, _, err := b.HandleExistenceCheck(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: "certs/web",
+		Data: map[string]any{"wait": strings.Repeat("a", 100_000)}, Storage: s})
+	require.Error(t, err)
+	require.Less(t, len(err.Error()), 300)
+	require.IsType(t, errutil.UserError{}, err, "still a user error (400)")
 	// Well-formed input in both shapes still passes the screen.
 	for _, creds := range []any{"RFC2136_NAMESERVER=127.0.0.1:53", []any{"RFC2136_NAMESERVER=127.0.0.1:53", "RFC2136_TSIG_SECRET=a=b"},
 		map[string]any{"RFC2136_NAMESERVER": "127.0.0.1:53"}} {

@@ -169,7 +169,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	start := time.Now()
 	issued, key, supportsARI, err := b.obtain(ctx, name, p, renewing)
 	if err != nil {
-		b.recordFailure(ctx, name, p.cert, err, "renewal", renewing, "duration", time.Since(start).Round(time.Millisecond))
+		b.recordFailure(ctx, name, p.cert, err, "renewal", renewing, "duration", time.Since(start).Round(time.Millisecond).String())
 		return err
 	}
 	if err := b.storeIssued(ctx, name, p.cert, issued, key, supportsARI); err != nil {

@@ -28,6 +28,9 @@ func TestProviderErrorsDoNotLeakCredentials(t *testing.T) {
 		"provider":    "cloudns",
 		"credentials": map[string]any{"CLOUDNS_AUTH_ID": "424242", "CLOUDNS_AUTH_PASSWORD": password},
 		"zones":       "leak." + env.Zone,
+		// Zone discovery asks BIND, so lego gets as far as calling the ClouDNS API, whose URL
+		// carries the password in its query, and fails there (no route).
+		"resolvers": env.DNSAddr,
 	})
 	CreateRole(t, root, "leak", map[string]any{
 		"account": "leak-acct", "dns": "leak-dns", "allowed_domains": "leak." + env.Zone,
@@ -78,6 +81,7 @@ func TestProviderErrorsDoNotLeakCredentials(t *testing.T) {
 	logBytes, err := os.ReadFile(filepath.Join(env.StateDir, "vault.log"))
 	require.NoError(t, err)
 	logText := string(logBytes)
+	assert.Contains(t, logText, "api.cloudns.net", "the provider got as far as calling its API")
 	assertClean("the Vault log", logText)
 	ref := msg[strings.Index(msg, "ref ")+4:]
 	ref = ref[:strings.IndexAny(ref, ": )")]

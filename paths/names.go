@@ -16,6 +16,10 @@ const (
 	maxDomainsPerCert = 100
 	maxCertNameLength = 256
 	maxCertNameSegLen = 128
+	// challengeLabel prefixes a name's DNS-01 record; the longest name DNS-01 can validate leaves
+	// room for it (a wildcard *.x is validated at the record of x).
+	challengeLabel     = "_acme-challenge."
+	maxDNS01NameLength = maxDomainLength - len(challengeLabel)
 )
 
 // idnaProfile maps Unicode names to their ASCII (A-label) form the way browsers look them up.
@@ -51,6 +55,9 @@ func CanonicalDomain(name string) (string, error) {
 	}
 	if len(ascii)+2*btoi(wildcard) > maxDomainLength {
 		return "", fmt.Errorf("%q is longer than %d characters", raw, maxDomainLength)
+	}
+	if len(ascii) > maxDNS01NameLength {
+		return "", fmt.Errorf("%q is longer than %d characters: its DNS-01 record %s<name> would exceed DNS's limit of %d", raw, maxDNS01NameLength, challengeLabel, maxDomainLength)
 	}
 	labels := strings.Split(ascii, ".")
 	if len(labels) < 2 {

@@ -170,6 +170,13 @@ func accountKey(d *framework.FieldData) (crypto.Signer, acme.KeyType, error) {
 	return key, kt, nil
 }
 
+// Bounds of an account's contact list: an e-mail address has at most 254 characters (RFC 5321 with
+// its erratum); CAs keep few addresses per account.
+const (
+	maxContactLen = 254
+	maxContacts   = 10
+)
+
 // parseContact validates e-mail contacts, accepting an optional "mailto:" prefix.
 func parseContact(in []string) ([]string, error) {
 	var out []string
@@ -177,6 +184,12 @@ func parseContact(in []string) ([]string, error) {
 		c = strings.TrimPrefix(strings.TrimSpace(c), "mailto:")
 		if c == "" {
 			continue
+		}
+		if len(c) > maxContactLen {
+			return nil, badInput("contact %q is longer than %d characters: give a plain e-mail address", c, maxContactLen)
+		}
+		if len(out) == maxContacts {
+			return nil, badInput("contact has more than %d addresses", maxContacts)
 		}
 		addr, err := mail.ParseAddress(c)
 		if err != nil || addr.Address != c || addr.Name != "" {

@@ -195,11 +195,9 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	if err != nil {
 		return nil, err
 	}
-	if role == nil {
-		return nil, badInput("role %q does not exist: name an existing role", spec.Role)
-	}
-	if !role.AllowsCertName(name) {
-		return nil, badInput("role %q may not be used for certificate %q: its allowed_cert_names do not match this name", spec.Role, name)
+	if role == nil || !role.AllowsCertName(name) {
+		// One answer for both, so that a tenant cannot learn which roles exist.
+		return nil, badInput("role %q does not exist or may not be used for certificate %q (its allowed_cert_names do not match this name): name a role the operator set up for it", spec.Role, name)
 	}
 	if v, ok := d.GetOk("domains"); ok || existing == nil {
 		var raw []string
@@ -287,6 +285,9 @@ func certWriteResponse(c *storage.CertEntry) map[string]any {
 
 func (h *certHandler) read(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if err := ValidateCertName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
@@ -421,6 +422,9 @@ func validateProfile(p string) error {
 
 func (h *certHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if err := ValidateCertName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
 	err := storage.DeleteCert(ctx, req.Storage, name)

@@ -44,10 +44,14 @@ func domainOfLength(n int) string {
 }
 
 func TestDomainOfLength(t *testing.T) {
-	for _, n := range []int{13, 76, 77, 78, 253, 254} {
+	// DNS-01 validates a name at _acme-challenge.<name>, which must fit DNS's 253 characters: the
+	// longest usable name has 237 (a wildcard *.x: x has at most 237).
+	for _, n := range []int{13, 76, 77, 78, 236, 237, 238, 253, 254} {
 		require.Len(t, domainOfLength(n), n)
 		_, err := CanonicalDomain(domainOfLength(n))
-		require.Equal(t, n <= 253, err == nil, "%d: %v", n, err)
+		require.Equal(t, n <= 237, err == nil, "%d: %v", n, err)
+		_, err = CanonicalDomain("*." + domainOfLength(n))
+		require.Equal(t, n <= 237, err == nil, "*.%d: %v", n, err)
 	}
 }
 
@@ -257,9 +261,9 @@ func TestCertWriteRefused(t *testing.T) {
 		{name: "no role", data: map[string]any{"domains": "www.example.com"}, wants: []string{"role is required"}, createOnly: true},
 		{name: "missing role", data: map[string]any{"role": "nope", "domains": "www.example.com"}, wants: []string{`role "nope" does not exist`}},
 		{name: "name outside role", path: "team-b/www", data: map[string]any{"role": "team", "domains": "www.example.com"},
-			wants: []string{`role "team" may not be used for certificate "team-b/www"`, "allowed_cert_names"}},
+			wants: []string{`role "team" does not exist or may not be used for certificate "team-b/www"`, "allowed_cert_names"}},
 		{name: "folder name outside role", path: "team-a", data: map[string]any{"role": "team", "domains": "www.example.com"},
-			wants: []string{`role "team" may not be used for certificate "team-a"`}},
+			wants: []string{`role "team" does not exist or may not be used for certificate "team-a"`}},
 		{name: "no domains", data: map[string]any{"role": "web"}, wants: []string{"domains is required"}, createOnly: true},
 		{name: "empty domains", data: map[string]any{"role": "web", "domains": ""}, wants: []string{"domains is required"}},
 		{name: "101 domains", data: map[string]any{"role": "web", "domains": hundred}, wants: []string{"domains has 101 names: a certificate may carry at most 100"}},
@@ -357,7 +361,7 @@ func TestCertWriteAccepted(t *testing.T) {
 		{name: "renewal-like name", path: "renewal/revoked"},
 		{name: "100 domains", data: map[string]any{"domains": hundred}, domains: hundred},
 		{name: "label of 63", data: map[string]any{"domains": long(63) + ".example.com"}, domains: []string{long(63) + ".example.com"}},
-		{name: "name of 253", data: map[string]any{"domains": domainOfLength(253)}, domains: []string{domainOfLength(253)}},
+		{name: "name of 237", data: map[string]any{"domains": domainOfLength(237)}, domains: []string{domainOfLength(237)}},
 		{name: "upper case and trailing dot", data: map[string]any{"domains": "WWW.EXAMPLE.COM."}, domains: []string{"www.example.com"}},
 		{name: "IDNA", data: map[string]any{"domains": "Bücher.example.com,*.ÉCOLE.example.com"},
 			domains: []string{"xn--bcher-kva.example.com", "*.xn--cole-9oa.example.com"}},
@@ -592,4 +596,18 @@ func TestCertList(t *testing.T) {
 	require.Equal(t, []string{"api", "deep/", "www"}, h.ok(logical.ListOperation, "certs/team-a/", nil).Data["keys"])
 	require.Equal(t, []string{"x"}, h.ok(logical.ListOperation, "certs/team-a/deep/", nil).Data["keys"])
 	require.Empty(t, h.ok(logical.ListOperation, "certs/none/", nil).Data["keys"])
+}
+
+// Read and delete answer a name storage cannot hold (a ".." segment, however it was encoded on
+// the way in) with a 400, as write does, not with storage's 500.
+func TestCertReadDeleteRefuseBadNames(t *testing.T) {
+	h := certHarness(t)
+	for _, name := range []string{"team-a/../team-b/web", "team-a/./x", "team-a//x", "..", "team-a/.."} {
+		for _, op := range []logical.Operation{logical.ReadOperation, logical.DeleteOperation} {
+			resp, err := h.do(op, "certs/"+name, nil)
+			require.NoError(t, err, "%s %s", op, name)
+			require.True(t, resp.IsError(), "%s %s: a 400", op, name)
+			require.Contains(t, resp.Error().Error(), "segment")
+		}
+	}
 }

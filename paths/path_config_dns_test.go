@@ -286,3 +286,16 @@ func TestDNSConfigDelete(t *testing.T) {
 	require.Equal(t, []string{"ns"}, h.e.names("DNSConfigChanged"))
 	require.Equal(t, []string{"accounts/acme"}, h.keys())
 }
+
+// A secret written without its NAME= parses as a credential name with no value: the 400 says so
+// without quoting it.
+func TestDNSConfigCredentialWithoutNameIsNotQuoted(t *testing.T) {
+	h := newHarness(t)
+	for _, creds := range []any{secret, secret + "=", map[string]any{secret: ""}, []any{"RFC2136_NAMESERVER=192.0.2.53", secret + "= "}} {
+		resp, err := h.do(logical.CreateOperation, "config/dns/ns", map[string]any{"provider": "rfc2136", "zones": "example.com", "credentials": creds})
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "%v: a 400", creds)
+		msg := resp.Error().Error()
+		require.True(t, strings.Contains(msg, "no value") || strings.Contains(msg, "malformed"), msg)
+	}
+}
