@@ -34,6 +34,8 @@ var forbidden = map[string][]string{
 	"solvers/provider": {vault, module + "/acme", module + "/paths", module + "/backend", module + "/storage", module + "/cmd"},
 	"solvers/internal": {vault, module + "/acme", module + "/paths", module + "/backend", module + "/storage", module + "/cmd"},
 	"cmd":              {lego, module + "/paths", module + "/storage"},
+	// budget is a leaf: the standard library and golang.org/x/net/publicsuffix only.
+	"budget": {vault, lego, module + "/", "github.com/hashicorp/"},
 }
 
 // rulesFor returns the rules of the most specific entry of forbidden that holds dir.

@@ -96,7 +96,9 @@ type backend struct {
 	jobsMu       sync.Mutex
 	jobs         map[string]*job
 	lastDispatch map[string]time.Time
-	slots        chan struct{}
+	workers      *fairSlots
+	// waiting says, for a certificate whose job waits (for a worker, for the order budget), why.
+	waiting sync.Map // name -> string
 
 	sched *schedule
 	// firstSweepJitter bounds the random delay of the first sweep (Options.FirstSweepJitter).
@@ -158,7 +160,7 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
-	b.slots = make(chan struct{}, workers)
+	b.workers = newFairSlots(workers)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	b.Backend = &framework.Backend{

@@ -36,7 +36,7 @@ type job struct {
 }
 
 // startJob returns the job in flight for name, or starts one. At most one job per name runs at a
-// time, and at most cap(b.slots) jobs run at once.
+// time, and at most Options.Workers jobs run at once, shared fairly between roles (fairSlots).
 func (b *backend) startJob(name string) *job {
 	b.jobsMu.Lock()
 	defer b.jobsMu.Unlock()
@@ -59,13 +59,18 @@ func (b *backend) startJob(name string) *job {
 			b.reschedule(context.WithoutCancel(b.ctx), name, true)
 			close(j.done)
 		}()
-		select {
-		case b.slots <- struct{}{}:
-		case <-ctx.Done():
-			j.err = ctx.Err()
+		// Workers are shared fairly between roles (fairSlots): the job queues under its role.
+		role := ""
+		if c, err := storage.LoadCert(ctx, b.storage, name); err == nil && c != nil {
+			role = c.Role
+		}
+		release, err := b.workers.acquire(ctx, role, func(reason string) { b.waiting.Store(name, reason) })
+		b.waiting.Delete(name)
+		if err != nil {
+			j.err = err
 			return
 		}
-		defer func() { <-b.slots }()
+		defer release()
 		j.err = b.issue(ctx, name)
 	}()
 	return j

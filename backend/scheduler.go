@@ -126,8 +126,26 @@ func (s *schedule) next() (time.Time, bool) {
 	return s.queue[0].due, true
 }
 
-// CertificateSummaries returns the scheduler's view of every certificate.
-func (b *backend) CertificateSummaries() map[string]paths.CertSummary { return b.sched.summaries() }
+// CertificateSummaries returns the scheduler's view of every certificate, with why its job waits.
+func (b *backend) CertificateSummaries() map[string]paths.CertSummary {
+	sums := b.sched.summaries()
+	b.waiting.Range(func(k, v any) bool {
+		if s, ok := sums[k.(string)]; ok {
+			s.Waiting = v.(string)
+			sums[k.(string)] = s
+		}
+		return true
+	})
+	return sums
+}
+
+// CertificateWaiting says why the named certificate's job waits, or "".
+func (b *backend) CertificateWaiting(name string) string {
+	if v, ok := b.waiting.Load(name); ok {
+		return v.(string)
+	}
+	return ""
+}
 
 // summaries returns a copy of every certificate's summary.
 func (s *schedule) summaries() map[string]paths.CertSummary {

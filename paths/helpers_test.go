@@ -45,6 +45,8 @@ type fakeEngine struct {
 	violations []string
 
 	writeSafe bool
+	// CertificateWaiting answers
+	waiting map[string]string
 
 	// RegisterAccount
 	registerURL, registerStatus string
@@ -230,6 +232,12 @@ func (e *fakeEngine) RevokeCertificate(_ context.Context, name string, c *storag
 func (e *fakeEngine) CertificateSummaries() map[string]CertSummary {
 	e.record("CertificateSummaries", "")
 	return e.summaries
+}
+
+func (e *fakeEngine) CertificateWaiting(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.waiting[name]
 }
 
 func (e *fakeEngine) WriteSafe() bool { return e.writeSafe }

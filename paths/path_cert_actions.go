@@ -108,7 +108,7 @@ func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *
 	if c, err = h.engine.RenewCertificate(ctx, name, wait); err != nil || c == nil {
 		return nil, err
 	}
-	resp := &logical.Response{Data: certWriteResponse(c)}
+	resp := &logical.Response{Data: certWriteResponse(c, h.engine.CertificateWaiting(name))}
 	if c.ForceRenewal {
 		resp.AddWarning(fmt.Sprintf("the renewal continues in the background: read certs/%s for the new certificate", name))
 		return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
@@ -169,6 +169,7 @@ type CertSummary struct {
 	Attempts  int
 	LastError string
 	NextAt    time.Time
+	Waiting   string // why its job waits, if it does
 }
 
 // statusPaths is status/certs: the certificates that need attention.
@@ -187,6 +188,7 @@ func statusPaths(e Engine) []*framework.Path {
 					"expiring":     {Type: framework.TypeStringSlice, Description: "Certificates past their planned renewal by more than a tenth of the remaining time, or expired."},
 					"failing":      {Type: framework.TypeStringSlice, Description: "Certificates whose last attempt failed."},
 					"pending":      {Type: framework.TypeStringSlice, Description: "Certificates with no certificate issued for their current specification."},
+					"waiting":      {Type: framework.TypeStringSlice, Description: "Certificates whose job waits for a worker or for the order budget (see their waiting detail)."},
 					"certificates": {Type: framework.TypeMap, Description: "Details of each listed certificate."},
 				}}}},
 			},
@@ -197,7 +199,7 @@ func statusPaths(e Engine) []*framework.Path {
 }
 
 func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
-	expiring, failing, pending := []string{}, []string{}, []string{}
+	expiring, failing, pending, waiting := []string{}, []string{}, []string{}, []string{}
 	details := map[string]any{}
 	for name, s := range sums {
 		listed := false
@@ -210,8 +212,14 @@ func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
 		if s.Status == storage.StatusPending || s.Status == storage.StatusFailed {
 			pending, listed = append(pending, name), true
 		}
+		if s.Waiting != "" {
+			waiting, listed = append(waiting, name), true
+		}
 		if listed {
 			d := map[string]any{"status": s.Status, "attempts": s.Attempts, "last_error": s.LastError}
+			if s.Waiting != "" {
+				d["waiting"] = s.Waiting
+			}
 			if !s.NotAfter.IsZero() {
 				d["not_after"], d["renew_at"] = s.NotAfter.Format(time.RFC3339), s.RenewAt.Format(time.RFC3339)
 			}
@@ -224,7 +232,8 @@ func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
 	slices.Sort(expiring)
 	slices.Sort(failing)
 	slices.Sort(pending)
-	return map[string]any{"expiring": expiring, "failing": failing, "pending": pending, "certificates": details}
+	slices.Sort(waiting)
+	return map[string]any{"expiring": expiring, "failing": failing, "pending": pending, "waiting": waiting, "certificates": details}
 }
 
 const (

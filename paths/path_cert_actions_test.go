@@ -271,6 +271,18 @@ func TestStatusCerts(t *testing.T) {
 		h := newHarness(t)
 		h.e.summaries = map[string]CertSummary{"ok": {Status: "valid", NotAfter: now.Add(60 * day), RenewAt: now.Add(30 * day)}}
 		resp := h.ok(logical.ReadOperation, "status/certs", nil)
-		require.Equal(t, map[string]any{"expiring": []string{}, "failing": []string{}, "pending": []string{}, "certificates": map[string]any{}}, resp.Data)
+		require.Equal(t, map[string]any{"expiring": []string{}, "failing": []string{}, "pending": []string{}, "waiting": []string{}, "certificates": map[string]any{}}, resp.Data)
+	})
+
+	t.Run("waiting", func(t *testing.T) {
+		h := newHarness(t)
+		h.e.summaries = map[string]CertSummary{
+			"ok":         {Status: "valid", NotAfter: now.Add(60 * day), RenewAt: now.Add(30 * day)},
+			"team-b/new": {Status: "pending", Waiting: "queued: all 8 workers are busy"},
+		}
+		resp := h.ok(logical.ReadOperation, "status/certs", nil)
+		require.Equal(t, []string{"team-b/new"}, resp.Data["waiting"])
+		require.Equal(t, map[string]any{"status": "pending", "attempts": 0, "last_error": "", "waiting": "queued: all 8 workers are busy"},
+			resp.Data["certificates"].(map[string]any)["team-b/new"])
 	})
 }

@@ -42,7 +42,8 @@ var certFields = map[string]*framework.FieldSchema{
 	"not_after":        {Type: framework.TypeTime, Description: "End of validity."},
 	"issued_at":        {Type: framework.TypeTime, Description: "When the current certificate was stored."},
 	"status":           {Type: framework.TypeString, Description: "pending, valid or failed."},
-	"last_error":       {Type: framework.TypeString, Description: "Why the last attempt failed, if it did."},
+	"last_error":       {Type: framework.TypeString, Description: "Why the last attempt failed, if it did: what failed, for which name, and a reference the operator finds in the plugin log."},
+	"waiting":          {Type: framework.TypeString, Description: "Why issuance or renewal is waiting (queued for a worker, or for the account's order budget), if it is."},
 	"next_attempt_at":  {Type: framework.TypeTime, Description: "After a failure, when the next attempt may start."},
 	"renew_at":         {Type: framework.TypeTime, Description: "When the certificate is to be renewed (ARI window when the CA offers one)."},
 	"attempts":         {Type: framework.TypeInt, Description: "Consecutive failed attempts."},
@@ -52,9 +53,9 @@ var certFields = map[string]*framework.FieldSchema{
 }
 
 var certReadFields = fieldsOf(certFields, "certificate", "private_key", "private_key_type", "issuing_ca", "ca_chain",
-	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "role", "key_type", "profile", "status", "last_error", "next_attempt_at", "renew_at", "attempts", "renewals", "ttl", "rotation_period")
+	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "role", "key_type", "profile", "status", "last_error", "waiting", "next_attempt_at", "renew_at", "attempts", "renewals", "ttl", "rotation_period")
 
-var certWriteFields = fieldsOf(certFields, "role", "domains", "key_type", "profile", "status", "last_error", "serial_number", "expiration", "not_after")
+var certWriteFields = fieldsOf(certFields, "role", "domains", "key_type", "profile", "status", "last_error", "waiting", "serial_number", "expiration", "not_after")
 
 func certPaths(e Engine) []*framework.Path {
 	h := &certHandler{engine: e}
@@ -155,7 +156,7 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 			return nil, fmt.Errorf("certificate %q was deleted while it was being issued", name)
 		}
 	}
-	resp := &logical.Response{Data: certWriteResponse(entry)}
+	resp := &logical.Response{Data: certWriteResponse(entry, h.engine.CertificateWaiting(name))}
 	if !entry.Current() {
 		if entry.Status == storage.StatusPending {
 			resp.AddWarning(fmt.Sprintf("issuance continues in the background: read certs/%s for the certificate", name))
@@ -266,8 +267,9 @@ func applyCertSpec(existing, spec *storage.CertEntry, now time.Time) (*storage.C
 	return &e, true
 }
 
-func certWriteResponse(c *storage.CertEntry) map[string]any {
+func certWriteResponse(c *storage.CertEntry, waiting string) map[string]any {
 	data := map[string]any{
+		"waiting":    waiting,
 		"role":       c.Role,
 		"domains":    c.Domains,
 		"key_type":   c.KeyType,
@@ -309,13 +311,19 @@ func (h *certHandler) read(ctx context.Context, req *logical.Request, d *framewo
 		}
 	}
 	if c.Certificate == "" {
-		return nil, notIssuedError(name, c)
+		return nil, notIssuedError(name, c, h.engine.CertificateWaiting(name))
 	}
-	return &logical.Response{Data: certReadResponse(c)}, nil
+	data := certReadResponse(c)
+	data["waiting"] = h.engine.CertificateWaiting(name)
+	return &logical.Response{Data: data}, nil
 }
 
 // notIssuedError is the retryable error of a read that finds no certificate yet.
-func notIssuedError(name string, c *storage.CertEntry) error {
+func notIssuedError(name string, c *storage.CertEntry, waiting string) error {
+	if waiting != "" {
+		return logical.CodedError(http.StatusServiceUnavailable,
+			fmt.Sprintf("certificate %q is not issued yet (status %s): %s; retry later", name, c.Status, waiting))
+	}
 	if c.Status == storage.StatusFailed {
 		msg := fmt.Sprintf("certificate %q is not issued: the last attempt failed: %s", name, c.LastError)
 		if !c.NextAttemptAt.IsZero() {

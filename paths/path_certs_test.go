@@ -63,7 +63,7 @@ func TestCertWriteIssues(t *testing.T) {
 	c := h.loadCert("team-a/www")
 	require.Equal(t, map[string]any{
 		"role": "team", "domains": []string{"www.example.com", "xn--bcher-kva.example.com"}, "key_type": "ec384", "profile": "classic",
-		"status": "valid", "last_error": "", "serial_number": c.SerialNumber, "expiration": c.NotAfter.Unix(), "not_after": c.NotAfter,
+		"status": "valid", "last_error": "", "waiting": "", "serial_number": c.SerialNumber, "expiration": c.NotAfter.Unix(), "not_after": c.NotAfter,
 	}, resp.Data)
 	require.NotContains(t, resp.Data, "private_key", "a write never returns the key")
 
