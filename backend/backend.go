@@ -97,6 +97,7 @@ type backend struct {
 	jobs         map[string]*job
 	lastDispatch map[string]time.Time
 	workers      *fairSlots
+	budget       *orderBudget
 	// waiting says, for a certificate whose job waits (for a worker, for the order budget), why.
 	waiting sync.Map // name -> string
 
@@ -161,6 +162,7 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 		workers = DefaultWorkers
 	}
 	b.workers = newFairSlots(workers)
+	b.budget = newOrderBudget()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	b.Backend = &framework.Backend{
@@ -190,6 +192,7 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 // when the mount is set up or Vault is unsealed, on every node: the scheduler runs everywhere but
 // dispatches work only where storage is writable (dispatchDue checks WriteSafeReplicationState).
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	b.loadBudget(ctx)
 	if err := b.loadSchedule(ctx, req.Storage); err != nil {
 		return fmt.Errorf("load the renewal schedule: %w", err)
 	}

@@ -105,6 +105,9 @@ func (b *backend) EnsureCertificate(ctx context.Context, name string, wait time.
 		if decide(c, time.Now()) == actNone && !b.inFlight(name) {
 			return c, nil
 		}
+		if !b.budget.deferredUntil(name, time.Now()).IsZero() && !b.inFlight(name) {
+			return c, nil // waiting for the order budget: the scheduler starts it when there is room
+		}
 		j := b.startJob(name)
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
@@ -173,6 +176,14 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	renewing := act == actRenew
 	start := time.Now()
 	issued, key, supportsARI, err := b.obtain(ctx, name, p, renewing)
+	var wait *errBudgetWait
+	if errors.As(err, &wait) {
+		// Not a failure: the order waits for the account's budget.
+		b.budget.deferName(name, wait.until)
+		b.waiting.Store(name, budgetWaitReason(p.role.Account, wait))
+		log.Info("waiting for the order budget", "until", wait.until.UTC().Format(time.RFC3339), "limit", wait.why)
+		return nil
+	}
 	if err != nil {
 		b.recordFailure(ctx, name, p.cert, err, "renewal", renewing, "duration", time.Since(start).Round(time.Millisecond).String())
 		return err
@@ -296,7 +307,26 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 			req.ReplacesCertID, _ = acme.ARICertID(leaf)
 		}
 	}
+	if resume != "" {
+		// The order exists: it was counted when it was placed.
+		cert, err := client.Obtain(ctx, req, b.poll)
+		return cert, key, supportsARI, err
+	}
+	now := time.Now()
+	ari := req.ReplacesCertID != "" && !p.cert.ARIWindowStart.IsZero() && !now.Before(p.cert.ARIWindowStart)
+	breq := budgetRequest(p, renewing, ari)
+	if err := b.reserve(p, breq); err != nil {
+		return nil, nil, false, err
+	}
+	placed := false
+	onOrder := req.OnOrder
+	req.OnOrder = func(orderURL string) error {
+		placed = true
+		return onOrder(orderURL)
+	}
 	cert, err := client.Obtain(ctx, req, b.poll)
+	b.settle(breq, placed, err)
+	b.saveBudget(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, nil, false, err
 	}

@@ -192,6 +192,8 @@ func (b *backend) reschedule(ctx context.Context, name string, jobEnding bool) {
 	}
 	if c == nil {
 		b.sched.remove(name)
+		b.budget.forget(name)
+		b.waiting.Delete(name)
 		if !jobEnding {
 			b.cancelJob(name)
 		}
@@ -201,11 +203,17 @@ func (b *backend) reschedule(ctx context.Context, name string, jobEnding bool) {
 		return
 	}
 	due := dueAt(c)
+	budgetWait := false
+	if until := b.budget.deferredUntil(name, time.Now()); !due.IsZero() && due.Before(until) {
+		// Waiting for the order budget, which names the time its next token is there: no
+		// further floor (the budget itself stops any loop).
+		due, budgetWait = until, true
+	}
 	if !due.IsZero() && !jobEnding && b.inFlight(name) {
 		// The running job reloads the entry when it ends.
 		due = time.Time{}
 	}
-	if !due.IsZero() {
+	if !due.IsZero() && !budgetWait {
 		if floor := time.Now().Add(minRedispatch); due.Before(floor) && b.recentlyDispatched(name) {
 			due = floor
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/budget"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
@@ -31,24 +32,77 @@ var accountFields = map[string]*framework.FieldSchema{
 	"ca_bundle": {Type: framework.TypeString, Description: "PEM roots that sign the CA's HTTPS certificate, for a private ACME CA (Pebble, step-ca). Empty: the system roots."},
 	"private_key": {Type: framework.TypeString, Description: "Existing account key to import (PEM), e.g. from certbot. Write-only; never returned.",
 		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-	"account_url": {Type: framework.TypeString, Description: "The account's URL at the CA."},
-	"status":      {Type: framework.TypeString, Description: "The account's status at the CA when last seen."},
-	"created_at":  {Type: framework.TypeTime, Description: "When the account was registered."},
+	"order_limit":                {Type: framework.TypeString, Description: "Order budget: new orders per account, as N/period (300/3h). 0: unlimited. Default: the CA's published limit (Let's Encrypt's for its directories), else unlimited."},
+	"domain_limit":               {Type: framework.TypeString, Description: "Order budget: new certificates per registered domain, renewals exempt (Let's Encrypt: 50/168h). Same format and default as order_limit."},
+	"duplicate_limit":            {Type: framework.TypeString, Description: "Order budget: certificates for the exact same names (Let's Encrypt: 5/168h). Same format and default as order_limit."},
+	"failed_authorization_limit": {Type: framework.TypeString, Description: "Order budget: failed validations per name before the engine waits (Let's Encrypt: 5/1h). Same format and default as order_limit."},
+	"account_url":                {Type: framework.TypeString, Description: "The account's URL at the CA."},
+	"status":                     {Type: framework.TypeString, Description: "The account's status at the CA when last seen."},
+	"created_at":                 {Type: framework.TypeTime, Description: "When the account was registered."},
 }
 
 var accountReadFields = fieldsOf(accountFields, "directory_url", "contact", "key_type", "terms_of_service_agreed",
-	"eab_kid", "ca_bundle", "account_url", "status", "created_at")
+	"eab_kid", "ca_bundle", "account_url", "status", "created_at", "order_limit", "domain_limit", "duplicate_limit", "failed_authorization_limit")
+
+// limitFields are the account's order budget fields, in the order of budget.Limits.
+var limitFields = []string{"order_limit", "domain_limit", "duplicate_limit", "failed_authorization_limit"}
+
+// limitSlots returns pointers to a's stored limit strings, in the order of limitFields.
+func limitSlots(a *storage.AccountEntry) []*string {
+	return []*string{&a.OrderLimit, &a.DomainLimit, &a.DuplicateLimit, &a.FailedAuthzLimit}
+}
+
+// applyLimitFields copies and validates the limit fields the request gives.
+func applyLimitFields(a *storage.AccountEntry, d *framework.FieldData) error {
+	for i, slot := range limitSlots(a) {
+		v, ok := d.GetOk(limitFields[i])
+		if !ok {
+			continue
+		}
+		raw := strings.TrimSpace(v.(string))
+		if raw != "" {
+			l, err := budget.ParseLimit(raw)
+			if err != nil {
+				return fieldError(limitFields[i], err)
+			}
+			raw = l.String()
+		}
+		*slot = raw
+	}
+	return nil
+}
+
+// AccountLimits returns the order budget of account a: each limit as set, or the CA's published
+// limit where none is set (Let's Encrypt's for its production and staging directories, whose own
+// limits are higher; none for other CAs).
+func AccountLimits(a *storage.AccountEntry) budget.Limits {
+	var def budget.Limits
+	if a.DirectoryURL == acme.LetsEncryptURL || a.DirectoryURL == acme.LetsEncryptStagingURL {
+		def = budget.LetsEncrypt()
+	}
+	out := def
+	dst := []*budget.Limit{&out.OrdersPerAccount, &out.CertsPerDomain, &out.DuplicateCerts, &out.FailedAuthzPerIdent}
+	for i, slot := range limitSlots(a) {
+		if *slot == "" {
+			continue
+		}
+		if l, err := budget.ParseLimit(*slot); err == nil {
+			*dst[i] = l
+		}
+	}
+	return out
+}
 
 func accountPaths(e Engine) []*framework.Path {
 	h := &accountHandler{engine: e}
 	return resource{
 		engine: e, prefix: storage.AccountPrefix, kind: "account", singular: "account", plural: "accounts",
 		fields: fieldsOf(accountFields, "name", "directory_url", "contact", "key_type", "terms_of_service_agreed",
-			"eab_kid", "eab_hmac_key", "ca_bundle", "private_key"),
+			"eab_kid", "eab_hmac_key", "ca_bundle", "private_key", "order_limit", "domain_limit", "duplicate_limit", "failed_authorization_limit"),
 		readFields: accountReadFields,
 		write:      h.write, read: readEntry(storage.LoadAccount, accountResponse), del: h.delete,
 		listSum: "List ACME accounts.", createSum: "Register an ACME account at its CA.",
-		updateSum: "Update an ACME account's contact or CA bundle.", readSum: "Read an ACME account (never its key).",
+		updateSum: "Update an ACME account's contact, CA bundle or order budget.", readSum: "Read an ACME account (never its key).",
 		deleteSum: "Delete an ACME account from Vault.",
 		listSyn:   pathAccountsListHelpSyn, listDesc: pathAccountsListHelpDesc, syn: pathAccountsHelpSyn, desc: pathAccountsHelpDesc,
 	}.paths()
@@ -59,20 +113,25 @@ type accountHandler struct {
 }
 
 func accountResponse(a *storage.AccountEntry) map[string]any {
+	lim := AccountLimits(a)
 	contact := a.Contact
 	if contact == nil {
 		contact = []string{}
 	}
 	return map[string]any{
-		"directory_url":           a.DirectoryURL,
-		"contact":                 contact,
-		"key_type":                a.KeyType,
-		"terms_of_service_agreed": a.TermsOfServiceAgreed,
-		"eab_kid":                 a.EABKeyID,
-		"ca_bundle":               a.CABundle,
-		"account_url":             a.AccountURL,
-		"status":                  a.Status,
-		"created_at":              a.CreatedAt,
+		"directory_url":              a.DirectoryURL,
+		"contact":                    contact,
+		"key_type":                   a.KeyType,
+		"terms_of_service_agreed":    a.TermsOfServiceAgreed,
+		"eab_kid":                    a.EABKeyID,
+		"ca_bundle":                  a.CABundle,
+		"account_url":                a.AccountURL,
+		"status":                     a.Status,
+		"created_at":                 a.CreatedAt,
+		"order_limit":                lim.OrdersPerAccount.String(),
+		"domain_limit":               lim.CertsPerDomain.String(),
+		"duplicate_limit":            lim.DuplicateCerts.String(),
+		"failed_authorization_limit": lim.FailedAuthzPerIdent.String(),
 	}
 }
 
@@ -139,10 +198,14 @@ func parseNewAccount(d *framework.FieldData) (*storage.AccountEntry, acme.Regist
 		return nil, reg, nil, err
 	}
 	reg = acme.Registration{Contact: contact, TermsOfServiceAgreed: true, EABKeyID: kid, EABHMACKey: hmac}
-	return &storage.AccountEntry{
+	a := &storage.AccountEntry{
 		DirectoryURL: dir, Contact: contact, KeyType: string(keyType), TermsOfServiceAgreed: true,
 		EABKeyID: kid, CABundle: d.Get("ca_bundle").(string), PrivateKey: pemKey,
-	}, reg, key, nil
+	}
+	if err := applyLimitFields(a, d); err != nil {
+		return nil, reg, nil, err
+	}
+	return a, reg, key, nil
 }
 
 // accountKey imports the given private key or generates one of key_type.
@@ -224,6 +287,9 @@ func (h *accountHandler) update(ctx context.Context, req *logical.Request, d *fr
 			return errorResponse(fieldError("", err))
 		}
 		updated.CABundle = raw.(string)
+	}
+	if err := applyLimitFields(&updated, d); err != nil {
+		return errorResponse(err)
 	}
 	if !slices.Equal(contact, a.Contact) {
 		if err := h.engine.UpdateAccountContact(ctx, name, a, contact); err != nil {

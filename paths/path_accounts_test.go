@@ -70,6 +70,8 @@ func TestAccountCreateReadList(t *testing.T) {
 		"directory_url": acme.LetsEncryptStagingURL, "contact": []string{"ops@example.com", "admin@example.com"},
 		"key_type": "ec256", "terms_of_service_agreed": true, "eab_kid": "kid-1", "ca_bundle": "",
 		"account_url": "https://ca.test/acct/1", "status": "valid",
+		// Let's Encrypt's published limits by default for its directories.
+		"order_limit": "300/3h", "domain_limit": "50/168h", "duplicate_limit": "5/168h", "failed_authorization_limit": "5/1h",
 	}
 	created := resp.Data["created_at"].(time.Time)
 	require.WithinDuration(t, time.Now(), created, time.Minute)
@@ -375,4 +377,37 @@ func TestCAErrorResponse(t *testing.T) {
 	require.Nil(t, resp)
 	require.ErrorIs(t, err, logical.ErrUpstreamRateLimited)
 	require.NotContains(t, err.Error(), "retry after", "no retry hint without a Retry-After")
+}
+
+// The order budget: Let's Encrypt's published limits for its directories, none for other CAs,
+// each settable (N/period, 0 unlimited) on create and update; bad values are 400s that change
+// nothing.
+func TestAccountOrderBudget(t *testing.T) {
+	h := newHarness(t)
+	h.ok(logical.CreateOperation, "accounts/private", map[string]any{"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true})
+	read := h.ok(logical.ReadOperation, "accounts/private", nil)
+	for _, f := range limitFields {
+		require.Equal(t, "0", read.Data[f], "%s: no limit for a CA that publishes none", f)
+	}
+	resp := h.ok(logical.UpdateOperation, "accounts/private", map[string]any{"order_limit": "10/30m", "failed_authorization_limit": "3/60m"})
+	require.Equal(t, "10/30m", resp.Data["order_limit"])
+	require.Equal(t, "3/1h", resp.Data["failed_authorization_limit"])
+	require.Equal(t, "0", resp.Data["domain_limit"])
+	lim := AccountLimits(loadAccount(t, h, "private"))
+	require.Equal(t, 10, lim.OrdersPerAccount.Count)
+	require.Equal(t, 30*time.Minute, lim.OrdersPerAccount.Period)
+
+	h.ok(logical.CreateOperation, "accounts/le", map[string]any{"directory_url": "letsencrypt", "terms_of_service_agreed": true, "order_limit": "0"})
+	read = h.ok(logical.ReadOperation, "accounts/le", nil)
+	require.Equal(t, "0", read.Data["order_limit"], "explicitly unlimited")
+	require.Equal(t, "50/168h", read.Data["domain_limit"], "the rest keep Let's Encrypt's")
+
+	for _, bad := range []string{"-1/1h", "5/0s", "5/9000h", "100001/1h", "5 per hour", "5/1h/x", strings.Repeat("9", 10_000) + "/1h"} {
+		resp, err := h.do(logical.UpdateOperation, "accounts/private", map[string]any{"order_limit": bad})
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "%.20q: a 400", bad)
+		require.Contains(t, resp.Error().Error(), "order_limit")
+		require.Less(t, len(resp.Error().Error()), 300)
+		require.Equal(t, "10/30m", loadAccount(t, h, "private").OrderLimit, "unchanged")
+	}
 }

@@ -22,6 +22,13 @@ type AccountEntry struct {
 	AccountURL           string    `json:"account_url"`
 	Status               string    `json:"status"`
 	CreatedAt            time.Time `json:"created_at"`
+	// Order budget limits ("N/period", "0" unlimited, "" the CA's published limits): new orders
+	// per account, certificates per registered domain, duplicate certificates, failed
+	// authorizations per identifier.
+	OrderLimit       string `json:"order_limit,omitempty"`
+	DomainLimit      string `json:"domain_limit,omitempty"`
+	DuplicateLimit   string `json:"duplicate_limit,omitempty"`
+	FailedAuthzLimit string `json:"failed_authorization_limit,omitempty"`
 	// PrivateKey is the PKCS #8 PEM account key. It never leaves storage.
 	PrivateKey string `json:"private_key"`
 }

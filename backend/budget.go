@@ -1,0 +1,142 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/budget"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/paths"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
+)
+
+// The order budget keeps the engine inside the CA's published rate limits (budget package): an
+// order that would exceed them waits, visibly, instead of burning the account into rateLimited
+// answers. A wait is not a failure: it counts no attempt and starts no backoff.
+
+// errBudgetWait is returned by obtain when the account's budget has no room for the order.
+type errBudgetWait struct {
+	until time.Time
+	why   string
+}
+
+func (e *errBudgetWait) Error() string {
+	return fmt.Sprintf("the order budget has no room (%s) until %s", e.why, e.until.Format(time.RFC3339))
+}
+
+// orderBudget is the mount's budget and what it defers.
+type orderBudget struct {
+	b *budget.Budget
+
+	mu sync.Mutex
+	// deferred: certificates waiting for the budget, and until when.
+	deferred map[string]time.Time
+	// saveMu serialises snapshots to storage, so an older one never overwrites a newer one.
+	saveMu sync.Mutex
+}
+
+func newOrderBudget() *orderBudget {
+	return &orderBudget{b: budget.New(nil), deferred: map[string]time.Time{}}
+}
+
+// deferredUntil returns when name may try again, or zero.
+func (o *orderBudget) deferredUntil(name string, now time.Time) time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	until, ok := o.deferred[name]
+	if ok && !now.Before(until) {
+		delete(o.deferred, name)
+		return time.Time{}
+	}
+	return until
+}
+
+func (o *orderBudget) deferName(name string, until time.Time) {
+	o.mu.Lock()
+	o.deferred[name] = until
+	o.mu.Unlock()
+}
+
+func (o *orderBudget) forget(name string) {
+	o.mu.Lock()
+	delete(o.deferred, name)
+	o.mu.Unlock()
+}
+
+// budgetRequest is what an order for p counts against. A renewal (same names as the certificate
+// it replaces) is exempt from the per-domain limit; an ARI renewal inside the CA's window from all.
+func budgetRequest(p *issuePlan, renewing, ari bool) budget.Request {
+	return budget.Request{Account: p.role.Account, Identifiers: p.cert.Domains, Renewal: renewing, ARI: ari}
+}
+
+// reserve takes the order's tokens, or returns an *errBudgetWait.
+func (b *backend) reserve(p *issuePlan, req budget.Request) error {
+	if err := b.budget.b.SetLimits(req.Account, paths.AccountLimits(p.account)); err != nil {
+		return fmt.Errorf("order budget of account %q: %w", req.Account, err)
+	}
+	ok, until, why := b.budget.b.Reserve(req)
+	if !ok {
+		return &errBudgetWait{until: until, why: why}
+	}
+	return nil
+}
+
+// settle tells the budget how an order ended: nothing spent when no order was placed; a
+// rateLimited answer holds the account until the CA's Retry-After; a failed validation spends the
+// name's failed-authorization token.
+func (b *backend) settle(req budget.Request, placed bool, err error) {
+	if !placed {
+		b.budget.b.Refund(req)
+		return
+	}
+	if err == nil {
+		return
+	}
+	var ae *acme.Error
+	switch {
+	case errors.Is(err, acme.ErrRateLimited):
+		d, _ := acme.RetryAfter(err)
+		b.budget.b.RateLimited(req, time.Now().Add(d))
+	case errors.Is(err, acme.ErrChallengeFailed) && errors.As(err, &ae) && ae.Identifier != "":
+		b.budget.b.Failed(req.Account, ae.Identifier)
+	}
+}
+
+// saveBudget stores the budget's state; a failure is logged (the budget still holds in memory).
+func (b *backend) saveBudget(ctx context.Context) {
+	b.budget.saveMu.Lock()
+	defer b.budget.saveMu.Unlock()
+	if err := storage.StoreBudget(ctx, b.storage, b.budget.b.Snapshot()); err != nil {
+		b.logger.Named("budget").Warn("storing the order budget failed", "error", err)
+	}
+}
+
+// loadBudget restores the stored budget state (Initialize). A state that cannot be read is
+// logged and ignored: the budget then starts full, as on a new mount.
+func (b *backend) loadBudget(ctx context.Context) {
+	raw, err := storage.LoadBudget(ctx, b.storage)
+	if err != nil || raw == nil {
+		if err != nil {
+			b.logger.Named("budget").Warn("loading the order budget failed; it starts full", "error", err)
+		}
+		return
+	}
+	var st budget.State
+	err = json.Unmarshal(raw, &st)
+	if err == nil {
+		err = b.budget.b.Restore(st)
+	}
+	if err != nil {
+		b.logger.Named("budget").Warn("the stored order budget is unusable; it starts full", "error", err)
+	}
+}
+
+// budgetWaitReason is what a certificate deferred by the budget shows on reads and status/certs.
+func budgetWaitReason(account string, w *errBudgetWait) string {
+	return fmt.Sprintf("waiting for the order budget of account %q: %s; the next order may start at %s",
+		account, w.why, w.until.UTC().Format(time.RFC3339))
+}

@@ -1,0 +1,109 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
+)
+
+// An account whose order budget is spent makes further certificates wait, visibly and without
+// counting a failed attempt, and orders them as the budget refills: never more orders than it allows.
+func TestOrderBudgetMakesOrdersWait(t *testing.T) {
+	b, s, ca := getInitializedBackend(t)
+	setup(t, b, s)
+	resp := request(t, b, s, logical.UpdateOperation, "accounts/main", map[string]any{"order_limit": "2/3s"})
+	require.False(t, resp.IsError(), resp.Error())
+
+	start := time.Now()
+	for i := range 4 {
+		resp := request(t, b, s, logical.CreateOperation, fmt.Sprintf("certs/web%d", i), map[string]any{"role": "web", "domains": fmt.Sprintf("n%d.example.com", i), "wait": 5})
+		if i < 2 {
+			require.Equal(t, storage.StatusValid, dataOf(t, resp)["status"], "within the budget")
+			continue
+		}
+		require.Equal(t, storage.StatusPending, dataOf(t, resp)["status"])
+		require.Contains(t, dataOf(t, resp)["waiting"], `waiting for the order budget of account "main": new orders per account (2/3s)`)
+		c := loadCert(t, s, fmt.Sprintf("web%d", i))
+		require.Zero(t, c.Attempts, "a wait is not a failed attempt")
+		require.Empty(t, c.LastError)
+	}
+	require.EqualValues(t, 2, ca.orders.Load())
+	sums := b.CertificateSummaries()
+	require.Contains(t, sums["web3"].Waiting, "order budget")
+
+	// The budget refills one order per 1.5 s: web2 and web3 are issued by the scheduler, in turn.
+	eventually(t, "the waiting certificates are issued as the budget refills", func() bool {
+		return loadCert(t, s, "web2").Current() && loadCert(t, s, "web3").Current()
+	})
+	require.EqualValues(t, 4, ca.orders.Load(), "one order each, no order beyond the budget")
+	require.GreaterOrEqual(t, time.Since(start), 2900*time.Millisecond, "the fourth order waited for its token")
+	require.Empty(t, b.CertificateWaiting("web3"))
+
+	// The budget survives a restart: a new backend over the same storage knows it is spent.
+	b2 := initializedBackend(t, s, ca)
+	resp = request(t, b2, s, logical.CreateOperation, "certs/web9", map[string]any{"role": "web", "domains": "n9.example.com", "wait": 2})
+	require.Contains(t, dataOf(t, resp)["waiting"], "order budget", "the stored budget is restored")
+}
+
+// A rateLimited answer holds the account until the CA's Retry-After: no further order is sent.
+func TestRateLimitedHoldsTheAccount(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	ca.fail = &acme.Error{Kind: acme.ErrRateLimited, ProblemType: "urn:ietf:params:acme:error:rateLimited", Detail: "too many new orders", RetryAfter: time.Hour}
+	request(t, b, s, logical.CreateOperation, "certs/web1", map[string]any{"role": "web", "domains": "a.example.com"})
+	require.EqualValues(t, 1, ca.orders.Load())
+	require.Contains(t, loadCert(t, s, "web1").LastError, "rate-limited")
+	ca.fail = nil
+	resp := request(t, b, s, logical.CreateOperation, "certs/web2", map[string]any{"role": "web", "domains": "b.example.com", "wait": 1})
+	require.Equal(t, storage.StatusPending, dataOf(t, resp)["status"])
+	require.Contains(t, dataOf(t, resp)["waiting"], "order budget")
+	require.EqualValues(t, 1, ca.orders.Load(), "nothing sent while the CA asked to wait")
+}
+
+// A failed validation spends the name's failed-authorization budget; when it is gone, the name
+// waits instead of failing again at the CA.
+func TestFailedValidationsBudget(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	request(t, b, s, logical.UpdateOperation, "accounts/main", map[string]any{"failed_authorization_limit": "1/1h"})
+	ca.fail = &acme.Error{Kind: acme.ErrChallengeFailed, Identifier: "a.example.com", ProblemType: "urn:ietf:params:acme:error:dns", Detail: "NXDOMAIN"}
+	request(t, b, s, logical.CreateOperation, "certs/web1", map[string]any{"role": "web", "domains": "a.example.com"})
+	require.EqualValues(t, 1, ca.orders.Load())
+	ca.fail = nil
+	// Another certificate with the same name waits; one with another name does not.
+	resp := request(t, b, s, logical.CreateOperation, "certs/web2", map[string]any{"role": "web", "domains": "a.example.com", "wait": 1})
+	require.Contains(t, dataOf(t, resp)["waiting"], "a.example.com")
+	resp = request(t, b, s, logical.CreateOperation, "certs/web3", map[string]any{"role": "web", "domains": "b.example.com"})
+	require.Equal(t, storage.StatusValid, dataOf(t, resp)["status"])
+	require.EqualValues(t, 2, ca.orders.Load())
+	_ = context.Background()
+}
+
+// dataOf returns a response's data, also of a 202 (whose data Vault carries in the raw body).
+func dataOf(t *testing.T, resp *logical.Response) map[string]any {
+	t.Helper()
+	raw, ok := resp.Data[logical.HTTPRawBody]
+	if !ok {
+		return resp.Data
+	}
+	var body struct {
+		Data map[string]any `json:"data"`
+	}
+	var b []byte
+	switch v := raw.(type) {
+	case []byte:
+		b = v
+	case string:
+		b = []byte(v)
+	}
+	require.NoError(t, json.Unmarshal(b, &body))
+	return body.Data
+}
