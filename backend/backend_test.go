@@ -174,7 +174,8 @@ func request(t *testing.T, b *backend, s logical.Storage, op logical.Operation, 
 	return resp
 }
 
-// setup creates an account, a DNS configuration and a role "web" for certificate names web*.
+// setup creates an account, a DNS configuration and a role "web" for certificate names web*
+// (forced renewals at any time).
 func setup(t *testing.T, b *backend, s logical.Storage) {
 	t.Helper()
 	for path, data := range map[string]map[string]any{
@@ -185,7 +186,8 @@ func setup(t *testing.T, b *backend, s logical.Storage) {
 		require.False(t, resp.IsError(), "%s: %v", path, resp.Error())
 	}
 	resp := request(t, b, s, logical.CreateOperation, "roles/web", map[string]any{"account": "main", "dns": "ns",
-		"allowed_domains": "example.com", "allow_subdomains": true, "allow_wildcard_certificates": true, "allowed_cert_names": "web*"})
+		"allowed_domains": "example.com", "allow_subdomains": true, "allow_wildcard_certificates": true, "allowed_cert_names": "web*",
+		"forced_renewal_interval": 0})
 	require.False(t, resp.IsError(), resp.Error())
 }
 

@@ -107,3 +107,31 @@ func dataOf(t *testing.T, resp *logical.Response) map[string]any {
 	require.NoError(t, json.Unmarshal(b, &body))
 	return body.Data
 }
+
+// Rewriting a failing certificate retries at once only once per backoff step: a loop of writes
+// places one order per failed attempt, not one per write.
+func TestRewriteRetriesOncePerBackoffStep(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	ca.fail = &acme.Error{Kind: acme.ErrRejected, ProblemType: "urn:ietf:params:acme:error:caa", Detail: "CAA forbids"}
+	write := func() *logical.Response {
+		return request(t, b, s, logical.UpdateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com", "wait": 5})
+	}
+	first := write()
+	require.EqualValues(t, 1, ca.orders.Load())
+	require.NotContains(t, fmt.Sprint(first.Data[logical.HTTPRawBody]), "early retry", "no early retry was used yet")
+	for range 5 { // the first rewrite retries (attempt 2 fails); the others find that step used
+		write()
+	}
+	require.EqualValues(t, 2, ca.orders.Load(), "one early retry for the first backoff step")
+	resp := write()
+	require.Contains(t, fmt.Sprint(resp.Data[logical.HTTPRawBody]), "early retry was used")
+	c := loadCert(t, s, "web")
+	require.Equal(t, 2, c.Attempts)
+	// After a scheduled attempt (3) fails, the next step allows one more.
+	ca.fail = nil
+	c.Attempts = 3
+	require.NoError(t, storage.StoreCert(context.Background(), s, "web", c))
+	require.Equal(t, storage.StatusValid, dataOf(t, write())["status"])
+	require.EqualValues(t, 3, ca.orders.Load())
+}

@@ -706,5 +706,7 @@ func (e *Env) SetupProxiedIssuer(t testing.TB, c *vaultapi.Client, proxy *ACMEPr
 		"allow_subdomains":   true,
 		"allowed_cert_names": id + "," + id + "/*",
 		"profile":            profile,
+		// Fault tests renew by hand right after issuance.
+		"forced_renewal_interval": "0s",
 	})
 }

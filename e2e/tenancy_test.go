@@ -189,7 +189,18 @@ func TestTenancy(t *testing.T) {
 		assert.Equal(t, ops.SerialNumber, fmt.Sprint(after.Data["serial_number"]), "the operator's certificate was neither renewed nor revoked")
 		assertNotStored(t, root, "team-a/revoke")
 
-		// Its own certificate, the tenant renews through renew/team-a/<name>.
+		// Its own certificate, the tenant renews through renew/team-a/<name> — but not in a loop:
+		// within the role's forced_renewal_interval (default 1h) after issuance it gets a 429.
+		before := MustDo(t, a, http.MethodGet, Mount+"/certs/team-a/app", nil)
+		for _, p := range []string{"renew/team-a/app", "revoke/team-a/app"} {
+			r := MustDo(t, a, http.MethodPut, Mount+"/"+p, map[string]any{"reason": "superseded", "wait": "0s"})
+			assert.Equal(t, http.StatusTooManyRequests, r.Status, "%s right after issuance: %s", p, r)
+			assert.Contains(t, r.ErrorText(), "forced_renewal_interval")
+		}
+		same := MustDo(t, a, http.MethodGet, Mount+"/certs/team-a/app", nil)
+		assert.Equal(t, before.Data["serial_number"], same.Data["serial_number"], "neither renewed nor revoked")
+		MustWrite(t, root, Mount+"/roles/team-a", map[string]any{"forced_renewal_interval": "1s"})
+		time.Sleep(1100 * time.Millisecond)
 		r := MustDo(t, a, http.MethodPut, Mount+"/renew/team-a/app", map[string]any{"wait": "60s"})
 		assert.Contains(t, []int{http.StatusOK, http.StatusAccepted}, r.Status, "team-a renews its own certificate: %s", r)
 	})

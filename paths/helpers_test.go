@@ -484,7 +484,7 @@ func (h *harness) role(name string, data map[string]any) {
 	h.t.Helper()
 	d := map[string]any{"account": "acme", "dns": "ns", "allowed_domains": "example.com", "allow_bare_domains": true,
 		"allow_subdomains": true, "allow_wildcard_certificates": true, "allowed_cert_names": "*",
-		"allowed_key_types": "*", "allowed_profiles": "*"}
+		"allowed_key_types": "*", "allowed_profiles": "*", "forced_renewal_interval": 0}
 	for k, v := range data {
 		d[k] = v
 	}

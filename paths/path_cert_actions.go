@@ -81,6 +81,25 @@ func notFound(_ *logical.Request, name string) (*logical.Response, error) {
 	return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("certificate %q does not exist: write certs/%s first", name, name))
 }
 
+// tooSoon returns a 429 when c was issued less than its role's forced_renewal_interval ago: a
+// renewal or revocation by hand costs an order on the shared account.
+func tooSoon(ctx context.Context, s logical.Storage, name string, c *storage.CertEntry, verb string) error {
+	if c.Certificate == "" || c.IssuedAt.IsZero() {
+		return nil
+	}
+	role, err := storage.LoadRole(ctx, s, c.Role)
+	if err != nil || role == nil {
+		return err
+	}
+	interval := role.ForcedRenewalInterval()
+	if next := c.IssuedAt.Add(interval); time.Now().Before(next) {
+		return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(
+			"certificate %q was issued at %s and role %q lets it be %s by hand once every %s (forced_renewal_interval): try again after %s",
+			name, c.IssuedAt.UTC().Format(time.RFC3339), c.Role, verb, interval, next.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
 func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := ValidateCertName(name); err != nil {
@@ -94,8 +113,10 @@ func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *
 	lock.Lock()
 	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err == nil && c != nil {
-		c.ForceRenewal, c.Attempts, c.NextAttemptAt, c.UpdatedAt = true, 0, time.Time{}, time.Now().UTC()
-		err = storage.StoreCert(ctx, req.Storage, name, c)
+		if err = tooSoon(ctx, req.Storage, name, c, "renewed"); err == nil {
+			c.ForceRenewal, c.Attempts, c.NextAttemptAt, c.UpdatedAt = true, 0, time.Time{}, time.Now().UTC()
+			err = storage.StoreCert(ctx, req.Storage, name, c)
+		}
 	}
 	lock.Unlock()
 	if err != nil {
@@ -135,6 +156,9 @@ func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d 
 	}
 	if c.Certificate == "" {
 		return logical.ErrorResponse("certificate %q has no issued certificate to revoke", name), nil
+	}
+	if err := tooSoon(ctx, req.Storage, name, c, "revoked"); err != nil {
+		return nil, err
 	}
 	if err := h.engine.RevokeCertificate(ctx, name, c, reason); err != nil {
 		return caErrorResponse(fmt.Sprintf("revoke certificate %q", name), err)

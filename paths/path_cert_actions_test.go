@@ -286,3 +286,48 @@ func TestStatusCerts(t *testing.T) {
 			resp.Data["certificates"].(map[string]any)["team-b/new"])
 	})
 }
+
+// A certificate can be renewed or revoked by hand only once per its role's
+// forced_renewal_interval (default 1h) after issuance: a tenant cannot spend the shared account's
+// orders in a loop. Just inside and just outside the interval, for both actions.
+func TestForcedRenewalInterval(t *testing.T) {
+	h := certHarness(t)
+	h.role("bounded", map[string]any{"allowed_cert_names": "b/*", "forced_renewal_interval": nil})
+	resp := h.ok(logical.ReadOperation, "roles/bounded", nil)
+	require.EqualValues(t, 3600, resp.Data["forced_renewal_interval"], "the default")
+	h.ok(logical.CreateOperation, "certs/b/www", map[string]any{"role": "bounded", "domains": "www.example.com"})
+	issued := h.loadCert("b/www")
+
+	for _, p := range []string{renewPath("b/www"), "revoke/b/www"} {
+		_, err := h.do(logical.UpdateOperation, p, map[string]any{"reason": "superseded", "wait": 0})
+		var coded logical.HTTPCodedError
+		require.ErrorAs(t, err, &coded, p)
+		require.Equal(t, http.StatusTooManyRequests, coded.Code(), p)
+		require.Contains(t, err.Error(), "forced_renewal_interval")
+		require.Contains(t, err.Error(), "try again after")
+	}
+	require.Equal(t, issued.SerialNumber, h.loadCert("b/www").SerialNumber, "neither renewed nor revoked")
+	require.False(t, h.loadCert("b/www").ForceRenewal)
+
+	// Just outside the interval (issued 1h and 1s ago) a renewal goes through; just inside, not.
+	for _, tc := range []struct {
+		age time.Duration
+		ok  bool
+	}{{time.Hour - time.Second, false}, {time.Hour + time.Second, true}} {
+		c := h.loadCert("b/www")
+		c.IssuedAt = time.Now().Add(-tc.age)
+		h.storeCert("b/www", c)
+		_, err := h.do(logical.UpdateOperation, renewPath("b/www"), map[string]any{"wait": 5})
+		require.Equal(t, tc.ok, err == nil, "issued %s ago: %v", tc.age, err)
+	}
+
+	// The operator may change the interval; 0 lifts it; bounds are checked.
+	h.ok(logical.UpdateOperation, "roles/bounded", map[string]any{"forced_renewal_interval": "0"})
+	_, err := h.do(logical.UpdateOperation, renewPath("b/www"), map[string]any{"wait": 5})
+	require.NoError(t, err)
+	for _, bad := range []any{"-1s", "31d", "721h"} {
+		resp, err := h.do(logical.UpdateOperation, "roles/bounded", map[string]any{"forced_renewal_interval": bad})
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "%v", bad)
+	}
+}

@@ -157,6 +157,10 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 		}
 	}
 	resp := &logical.Response{Data: certWriteResponse(entry, h.engine.CertificateWaiting(name))}
+	if !entry.Current() && entry.Status == storage.StatusFailed && entry.EarlyRetryAttempt == entry.Attempts && time.Now().Before(entry.NextAttemptAt) {
+		resp.AddWarning(fmt.Sprintf("not retried now: this backoff step's early retry was used; the next attempt starts at %s",
+			entry.NextAttemptAt.UTC().Format(time.RFC3339)))
+	}
 	if !entry.Current() {
 		if entry.Status == storage.StatusPending {
 			resp.AddWarning(fmt.Sprintf("issuance continues in the background: read certs/%s for the certificate", name))
@@ -255,8 +259,10 @@ func applyCertSpec(existing, spec *storage.CertEntry, now time.Time) (*storage.C
 	}
 	e := *existing
 	if e.Role == spec.Role && slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile {
-		if e.Status == storage.StatusFailed && !e.Current() {
-			e.NextAttemptAt, e.UpdatedAt = time.Time{}, now
+		// Writing a failed certificate again retries at once, but only once per backoff step:
+		// rewriting in a loop must not turn the backoff into a stream of orders.
+		if e.Status == storage.StatusFailed && !e.Current() && e.EarlyRetryAttempt != e.Attempts && now.Before(e.NextAttemptAt) {
+			e.NextAttemptAt, e.EarlyRetryAttempt, e.UpdatedAt = time.Time{}, e.Attempts+1, now
 			return &e, true
 		}
 		return &e, false

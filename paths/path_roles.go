@@ -50,11 +50,12 @@ var roleFields = map[string]*framework.FieldSchema{
 	"profile":                     {Type: framework.TypeString, Description: "Default CA certificate profile of certificates (e.g. Let's Encrypt's shortlived). Empty: the CA's default."},
 	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
 	"allowed_key_types":           {Type: framework.TypeCommaStringSlice, Description: "Key types a certificate may ask for besides key_type; * for any. Default: only key_type."},
+	"forced_renewal_interval":     {Type: framework.TypeDurationSecond, Default: int(storage.DefaultForcedRenewalInterval.Seconds()), Description: "Shortest time between a certificate's issuance and a renewal or revocation by hand (renew/<name>, revoke/<name>), so a tenant cannot spend the shared account's orders in a loop. 0: no limit. Default 1h."},
 	"allowed_profiles":            {Type: framework.TypeCommaStringSlice, Description: "CA profiles a certificate may ask for besides profile; * for any. Default: only profile (a tenant cannot pick e.g. shortlived, which multiplies orders)."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
-	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles")
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e}
@@ -84,6 +85,7 @@ func roleResponse(r *storage.RoleEntry) map[string]any {
 		"profile":                     r.Profile,
 		"allowed_key_types":           nonNil(r.AllowedKeyTypes),
 		"allowed_profiles":            nonNil(r.AllowedProfiles),
+		"forced_renewal_interval":     int64(r.ForcedRenewalInterval().Seconds()),
 	}
 }
 
@@ -116,6 +118,9 @@ func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framew
 	}
 	return &logical.Response{Data: roleResponse(r)}, nil
 }
+
+// maxForcedRenewalSeconds bounds forced_renewal_interval (30 days).
+const maxForcedRenewalSeconds = 30 * 86400
 
 // applyRoleFields copies the request's fields into r and validates them; an unusable field is an
 // inputError.
@@ -184,6 +189,13 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 			}
 		}
 		r.AllowedKeyTypes = kts
+	}
+	if v, ok := d.GetOk("forced_renewal_interval"); ok {
+		secs := int64(v.(int))
+		if secs < 0 || secs > maxForcedRenewalSeconds {
+			return badInput("forced_renewal_interval must be between 0 and %d days", maxForcedRenewalSeconds/86400)
+		}
+		r.ForcedRenewalSeconds = &secs
 	}
 	if v, ok := d.GetOk("allowed_profiles"); ok {
 		var ps []string

@@ -33,10 +33,14 @@ type CertEntry struct {
 	// Generation increases whenever the specification (role, domains, key type) changes.
 	Generation int64 `json:"generation"`
 
-	Status        string    `json:"status"`
-	LastError     string    `json:"last_error,omitempty"`
-	Attempts      int       `json:"attempts,omitempty"`
-	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	Status    string `json:"status"`
+	LastError string `json:"last_error,omitempty"`
+	Attempts  int    `json:"attempts,omitempty"`
+	// EarlyRetryAttempt is the number of the attempt a rewrite of the certificate last started
+	// before its backoff ended: when that attempt fails too, the next rewrite waits for the backoff
+	// (one early retry per backoff step).
+	EarlyRetryAttempt int       `json:"early_retry_attempt,omitempty"`
+	NextAttemptAt     time.Time `json:"next_attempt_at,omitzero"`
 
 	// The current certificate, from IssuedGeneration of the specification.
 	Certificate      string    `json:"certificate,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -26,6 +27,21 @@ type RoleEntry struct {
 	// KeyType and Profile; "*" allows any.
 	AllowedKeyTypes []string `json:"allowed_key_types,omitempty"`
 	AllowedProfiles []string `json:"allowed_profiles,omitempty"`
+	// ForcedRenewalSeconds is the shortest time between a certificate's issuance and a forced
+	// renewal or revocation (renew/<name>, revoke/<name>); nil: DefaultForcedRenewalInterval.
+	ForcedRenewalSeconds *int64 `json:"forced_renewal_interval,omitempty"`
+}
+
+// DefaultForcedRenewalInterval bounds how often a certificate can be renewed or revoked by hand,
+// so that a tenant cannot spend the shared account's orders in a loop.
+const DefaultForcedRenewalInterval = time.Hour
+
+// ForcedRenewalInterval is the role's shortest time between issuance and a forced renewal.
+func (r *RoleEntry) ForcedRenewalInterval() time.Duration {
+	if r.ForcedRenewalSeconds == nil {
+		return DefaultForcedRenewalInterval
+	}
+	return time.Duration(*r.ForcedRenewalSeconds) * time.Second
 }
 
 // AllowsKeyType reports whether a certificate of this role may use key type kt: the role's own,
