@@ -120,7 +120,7 @@ func applyDNSConfigFields(c *storage.DNSConfigEntry, d *framework.FieldData, cre
 				// A secret given without its NAME= parses as a name with no value: never quote it.
 				return badInput("credentials: an entry has no value: give NAME=value pairs such as RFC2136_TSIG_SECRET=... (the entry is not shown, as it may be a secret)")
 			}
-			if err := solvers.ValidateCredentialKey(k); err != nil {
+			if err := solvers.ValidateProviderCredentialKey(c.Provider, k); err != nil {
 				return fieldError("credentials", err)
 			}
 		}

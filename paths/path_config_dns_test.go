@@ -113,8 +113,12 @@ func TestDNSConfigFields(t *testing.T) {
 		{field: "credentials", value: map[string]any{"LD_PRELOAD": secret}, want: `credentials: credential name "LD_PRELOAD" is reserved`},
 		{field: "credentials", value: map[string]any{"VAULT_TOKEN": secret}, want: `credentials: credential name "VAULT_TOKEN" is reserved`},
 		{field: "credentials", value: map[string]any{"cloudflare_token": secret}, want: `credentials: credential name "cloudflare_token" is invalid`},
-		{field: "credentials", value: map[string]any{"GODADDY_API_KEY": secret}, check: func(t *testing.T, c *storage.DNSConfigEntry) {
-			require.Equal(t, map[string]string{"GODADDY_API_KEY": secret}, c.Credentials)
+		// Only the names lego documents for the provider (an allow-list, not a deny-list).
+		{field: "credentials", value: map[string]any{"GODADDY_API_KEY": secret}, want: `credentials: credential name "GODADDY_API_KEY" is not one lego documents for provider "rfc2136"`},
+		{field: "credentials", value: map[string]any{"HTTPS_PROXY": secret}, want: `credential name "HTTPS_PROXY" is not one lego documents`},
+		{field: "credentials", value: map[string]any{"KUBECONFIG": secret}, want: `credential name "KUBECONFIG" is not one lego documents`},
+		{field: "credentials", value: map[string]any{"RFC2136_TSIG_SECRET": secret, "RFC2136_NAMESERVER": "192.0.2.53"}, check: func(t *testing.T, c *storage.DNSConfigEntry) {
+			require.Equal(t, map[string]string{"RFC2136_TSIG_SECRET": secret, "RFC2136_NAMESERVER": "192.0.2.53"}, c.Credentials)
 		}},
 		{field: "provider", value: "", want: "provider is required"},
 	}

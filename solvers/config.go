@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,7 +46,10 @@ type DNSConfig struct {
 	// Provider is the lego provider name, e.g. "rfc2136", "cloudflare".
 	Provider string
 	// Credentials are env-style names from lego's docs, e.g. RFC2136_NAMESERVER,
-	// mapped to their values. Each key must pass ValidateCredentialKey.
+	// mapped to their values. Each key must pass ValidateProviderCredentialKey
+	// for Provider (an allow-list of the names lego documents for it), and
+	// providers that would otherwise fall back to ambient credentials must be
+	// given an explicit mode (see credentialModes).
 	Credentials map[string]string
 	// Resolvers are "host:port" (port defaults to 53) recursive resolvers used
 	// for propagation checks and, in the child, for lego's zone/CNAME lookups.
@@ -58,9 +60,13 @@ type DNSConfig struct {
 	// when zero); it backs off x1.5 up to 5s.
 	PollingInterval time.Duration
 	// TTL, when > 0 and no *_TTL credential is set, is passed to the provider
-	// as <NS>_TTL for each credential namespace NS (the text before the first
-	// '_' of each credential key, plus "_") and for the provider name.
+	// under every *_TTL name the provider documents (see ProviderEnv).
 	TTL int
+	// Zones are the DNS zones (e.g. "example.com") this configuration may
+	// write in. A record is presented or cleaned up only when its name, after
+	// following _acme-challenge CNAMEs the way lego does, lies in one of them;
+	// the domain itself must lie in one too. Empty means any zone.
+	Zones []string
 }
 
 // ConfigError is a caller's mistake in a DNSConfig or in the request that uses
@@ -181,6 +187,7 @@ var forbiddenProviders = map[string]string{
 type checkedConfig struct {
 	DNSConfig
 	resolvers []string // normalised host:port
+	zones     []string // lower-case, no trailing dot
 	hash      [32]byte // identifies what the child process depends on
 }
 
@@ -192,16 +199,24 @@ func checkConfig(cfg DNSConfig) (*checkedConfig, error) {
 	if why, bad := forbiddenProviders[strings.ToLower(name)]; bad {
 		return nil, configErrorf("provider %q is not allowed: %s", name, why)
 	}
-	if len(name) > maxProviderNameLen || !providerNameRE.MatchString(name) {
+	if _, known := ProviderNames(name); !known || len(name) > maxProviderNameLen || !providerNameRE.MatchString(name) {
 		return nil, configErrorf("provider %q is not a lego DNS provider", truncate(name, maxProviderNameLen))
 	}
-	for k, v := range cfg.Credentials {
-		if err := ValidateCredentialKey(k); err != nil {
+	keys := make([]string, 0, len(cfg.Credentials))
+	for k := range cfg.Credentials {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the first bad key is reported, the same one every time
+	for _, k := range keys {
+		if err := ValidateProviderCredentialKey(name, k); err != nil {
 			return nil, err
 		}
-		if strings.IndexByte(v, 0) >= 0 {
+		if strings.IndexByte(cfg.Credentials[k], 0) >= 0 {
 			return nil, configErrorf("credential %s contains a NUL byte", k)
 		}
+	}
+	if err := checkCredentialMode(name, cfg.Credentials); err != nil {
+		return nil, err
 	}
 	if cfg.TTL < 0 {
 		return nil, configErrorf("ttl must not be negative")
@@ -216,15 +231,36 @@ func checkConfig(cfg DNSConfig) (*checkedConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	zones, err := parseZones(cfg.Zones)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.PropagationTimeout == 0 {
 		cfg.PropagationTimeout = DefaultPropagationTimeout
 	}
 	if cfg.PollingInterval == 0 {
 		cfg.PollingInterval = DefaultPollingInterval
 	}
-	cc := &checkedConfig{DNSConfig: cfg, resolvers: resolvers}
-	cc.hash = childHash(cfg.Provider, cfg.Credentials, resolvers, cfg.TTL)
+	cc := &checkedConfig{DNSConfig: cfg, resolvers: resolvers, zones: zones}
+	cc.hash = childHash(cfg.Provider, cfg.Credentials, resolvers, zones, cfg.TTL)
 	return cc, nil
+}
+
+// parseZones lower-cases zones, strips a trailing dot and checks that each
+// is a DNS name without a wildcard.
+func parseZones(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, z := range in {
+		n := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(z)), ".")
+		if n == "" {
+			continue
+		}
+		if strings.ContainsAny(n, " \t\r\n*/\\@") || strings.HasPrefix(n, ".") || strings.Contains(n, "..") || len(n) > 253 {
+			return nil, configErrorf("zone %q is not a DNS name such as example.com", truncate(z, 64))
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // ParseResolvers validates resolver addresses, "ip" or "ip:port" (IPv6 in brackets when a port
@@ -252,7 +288,7 @@ func ParseResolvers(in []string) ([]string, error) {
 
 // childHash identifies everything a child process depends on. It is kept in
 // memory only and compared in constant time.
-func childHash(provider string, creds map[string]string, resolvers []string, ttl int) [32]byte {
+func childHash(provider string, creds map[string]string, resolvers, zones []string, ttl int) [32]byte {
 	h := sha256.New()
 	put := func(s string) {
 		var n [8]byte
@@ -275,6 +311,10 @@ func childHash(provider string, creds map[string]string, resolvers []string, ttl
 	for _, r := range resolvers {
 		put(r)
 	}
+	put(strconv.Itoa(len(zones)))
+	for _, z := range zones {
+		put(z)
+	}
 	put(strconv.Itoa(ttl))
 	var out [32]byte
 	copy(out[:], h.Sum(nil))
@@ -294,7 +334,9 @@ var fixedChildEnv = []string{
 }
 
 // childEnv builds the complete environment of a child: credentials, TTL
-// variables, the fixed variables and TMPDIR. go-plugin appends only its own
+// variables, the provider's credential-mode variables (see credentialModes),
+// the fixed variables and TMPDIR. Later entries win (os/exec keeps the last
+// value of a name). go-plugin appends only its own
 // PLUGIN_* variables and the handshake cookie (SkipHostEnv is set).
 func childEnv(cc *checkedConfig, tmpDir string) []string {
 	keys := make([]string, 0, len(cc.Credentials))
@@ -307,13 +349,15 @@ func childEnv(cc *checkedConfig, tmpDir string) []string {
 		env = append(env, k+"="+cc.Credentials[k])
 	}
 	env = append(env, ttlEnv(cc.Provider, keys, cc.TTL)...)
+	env = append(env, providerEnvFor(cc.Provider)...)
 	env = append(env, fixedChildEnv...)
 	env = append(env, "TMPDIR="+tmpDir)
 	return env
 }
 
-// ttlEnv returns <NS>_TTL=<ttl> for each credential namespace and for the
-// provider name, unless ttl is 0 or a credential already ends in _TTL.
+// ttlEnv returns NAME=<ttl> for every *_TTL name lego documents for provider
+// (e.g. RFC2136_TTL and DNSUPDATE_TTL for rfc2136), unless ttl is 0 or a
+// credential already ends in _TTL.
 func ttlEnv(provider string, credKeys []string, ttl int) []string {
 	if ttl <= 0 {
 		return nil
@@ -323,32 +367,11 @@ func ttlEnv(provider string, credKeys []string, ttl int) []string {
 			return nil
 		}
 	}
-	var spaces []string
-	add := func(ns string) {
-		if ns != "" && credentialKeyRE.MatchString(ns) && !slices.Contains(spaces, ns) {
-			spaces = append(spaces, ns)
-		}
-	}
-	add(strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z':
-			return r - 'a' + 'A'
-		case r >= '0' && r <= '9':
-			return r
-		default:
-			return '_'
-		}
-	}, provider) + "_")
-	for _, k := range credKeys {
-		if i := strings.IndexByte(k, '_'); i > 0 {
-			add(k[:i+1])
-		}
-	}
-	out := make([]string, 0, len(spaces))
-	for _, ns := range spaces {
-		name := ns + "TTL"
-		if ValidateCredentialKey(name) != nil {
-			continue // never set a reserved name such as LEGO_TTL
+	names, _ := ProviderNames(provider)
+	var out []string
+	for _, name := range names {
+		if !strings.HasSuffix(name, "_TTL") || ValidateCredentialKey(name) != nil {
+			continue // never set a reserved name
 		}
 		out = append(out, name+"="+strconv.Itoa(ttl))
 	}

@@ -128,7 +128,7 @@ func TestCheckConfig(t *testing.T) {
 	assert.NotContains(t, err.Error(), "/etc/shadow")
 
 	c = base
-	c.Credentials = map[string]string{"X_SECRET": "a\x00b"}
+	c.Credentials = map[string]string{"RFC2136_TSIG_SECRET": "a\x00b"}
 	_, err = checkConfig(c)
 	assert.True(t, IsConfigError(err))
 
@@ -149,10 +149,22 @@ func TestCheckConfig(t *testing.T) {
 	c.TTL = -1
 	_, err = checkConfig(c)
 	assert.True(t, IsConfigError(err))
+
+	c = base
+	c.Zones = []string{" Example.Test. ", "", "b.example.org"}
+	cc, err = checkConfig(c)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"example.test", "b.example.org"}, cc.zones)
+	for _, z := range []string{"*.example.test", "a b.test", ".example.test", "a..test", "u@example.test"} {
+		c = base
+		c.Zones = []string{z}
+		_, err = checkConfig(c)
+		assert.True(t, IsConfigError(err), "zone %q", z)
+	}
 }
 
 func TestConfigHash(t *testing.T) {
-	base := DNSConfig{Provider: "rfc2136", Credentials: map[string]string{"A_X": "1", "B_Y": "2"}, Resolvers: []string{"1.1.1.1"}, TTL: 60}
+	base := DNSConfig{Provider: "rfc2136", Credentials: map[string]string{"RFC2136_NAMESERVER": "1", "RFC2136_TSIG_KEY": "2"}, Resolvers: []string{"1.1.1.1"}, TTL: 60, Zones: []string{"example.test"}}
 	h := func(c DNSConfig) [32]byte {
 		cc, err := checkConfig(c)
 		require.NoError(t, err)
@@ -160,18 +172,25 @@ func TestConfigHash(t *testing.T) {
 	}
 	h0 := h(base)
 	same := base
-	same.Credentials = map[string]string{"B_Y": "2", "A_X": "1"}
+	same.Credentials = map[string]string{"RFC2136_TSIG_KEY": "2", "RFC2136_NAMESERVER": "1"}
 	same.Resolvers = []string{"1.1.1.1:53"}
+	same.Zones = []string{"Example.Test."}
 	same.PropagationTimeout = time.Minute // not part of the child's identity
 	assert.True(t, sameHash(h0, h(same)))
 
 	for _, mut := range []func(*DNSConfig){
 		func(c *DNSConfig) { c.Provider = "dnsupdate" },
-		func(c *DNSConfig) { c.Credentials = map[string]string{"A_X": "1", "B_Y": "3"} },
-		func(c *DNSConfig) { c.Credentials = map[string]string{"A_X": "1"} },
-		func(c *DNSConfig) { c.Credentials = map[string]string{"A_X": "12", "B_Y": ""} },
+		func(c *DNSConfig) {
+			c.Credentials = map[string]string{"RFC2136_NAMESERVER": "1", "RFC2136_TSIG_KEY": "3"}
+		},
+		func(c *DNSConfig) { c.Credentials = map[string]string{"RFC2136_NAMESERVER": "1"} },
+		func(c *DNSConfig) {
+			c.Credentials = map[string]string{"RFC2136_NAMESERVER": "12", "RFC2136_TSIG_KEY": ""}
+		},
 		func(c *DNSConfig) { c.Resolvers = nil },
 		func(c *DNSConfig) { c.TTL = 61 },
+		func(c *DNSConfig) { c.Zones = nil },
+		func(c *DNSConfig) { c.Zones = []string{"example.test", "other.test"} },
 	} {
 		c := base
 		mut(&c)
@@ -193,8 +212,8 @@ func TestChildEnv(t *testing.T) {
 	assert.Equal(t, []string{
 		"DNSUPDATE_TSIG_KEY=k.",
 		"RFC2136_NAMESERVER=127.0.0.1:53",
-		"RFC2136_TTL=60",
 		"DNSUPDATE_TTL=60",
+		"RFC2136_TTL=60",
 		"HOME=/nonexistent",
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
@@ -205,15 +224,17 @@ func TestChildEnv(t *testing.T) {
 
 	// An explicit *_TTL credential wins: no TTL variables are added.
 	cc.Credentials = map[string]string{"CF_DNS_API_TOKEN": "x", "CLOUDFLARE_TTL": "300"}
+	cc.Provider = "cloudflare"
 	env = childEnv(cc, "/t")
 	assert.False(t, slices.Contains(env, "RFC2136_TTL=60"))
-	assert.False(t, slices.Contains(env, "CF_TTL=60"))
+	assert.False(t, slices.Contains(env, "CLOUDFLARE_TTL=60"))
 
 	// No TTL, no variables.
 	assert.Nil(t, ttlEnv("cloudflare", []string{"CF_DNS_API_TOKEN"}, 0))
-	assert.Equal(t, []string{"CLOUDFLARE_TTL=30", "CF_TTL=30"}, ttlEnv("cloudflare", []string{"CF_DNS_API_TOKEN", "CF_ZONE_API_TOKEN"}, 30))
-	// A reserved namespace is never produced.
-	assert.Equal(t, []string{"X_TTL=30"}, ttlEnv("x", []string{"LEGO_DISABLE_CNAME_SUPPORT"}, 30))
+	// Only the TTL names lego documents for the provider are set.
+	assert.Equal(t, []string{"CLOUDFLARE_TTL=30"}, ttlEnv("cloudflare", []string{"CF_DNS_API_TOKEN", "CF_ZONE_API_TOKEN"}, 30))
+	assert.Equal(t, []string{"AWS_TTL=30"}, ttlEnv("route53", nil, 30))
+	assert.Nil(t, ttlEnv("no-such-provider", nil, 30))
 }
 
 func TestRedactor(t *testing.T) {
@@ -235,6 +256,13 @@ func TestRedactor(t *testing.T) {
 
 	assert.Nil(t, r.Error(nil))
 	assert.Equal(t, "x", newRedactor(nil).String("x"))
+
+	// The parent strips URL queries again, whatever the child sent.
+	assert.Equal(t, `cloudns: Get "https://api.cloudns.net/dns/add-record.json?[query removed]": timeout`,
+		newRedactor(nil).String(`cloudns: Get "https://api.cloudns.net/dns/add-record.json?auth-id=1&auth-password=Pa%24%24+w0rd": timeout`))
+	// Encodings of a value are redacted too.
+	assert.Equal(t, "auth-password=[redacted]", newRedactor(map[string]string{"P": "Pa$$ w0rd"}).String("auth-password=Pa%24%24+w0rd"))
+	assert.Equal(t, "auth-password=[redacted]", newRedactor(map[string]string{"P": "Pa$$ w0rd"}).String("auth-password=Pa%24%24%20w0rd"))
 }
 
 // FuzzParseResolvers checks that accepted resolvers are always ip:port.

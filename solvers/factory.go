@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,7 +260,14 @@ func (f *ProcessFactory) start(c *child, cc *checkedConfig) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), f.startTimeout)
 	defer cancel()
-	res, err := c.call(ctx, wire.MethodConfigure, wire.ConfigureArgs{Provider: cc.Provider, Resolvers: cc.resolvers})
+	keys := make([]string, 0, len(cc.Credentials))
+	for k := range cc.Credentials {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	res, err := c.call(ctx, wire.MethodConfigure, wire.ConfigureArgs{
+		Provider: cc.Provider, Resolvers: cc.resolvers, CredentialKeys: keys, Zones: cc.zones,
+	})
 	if err != nil {
 		return fmt.Errorf("dns solver: configuring provider %q: %w", cc.Provider, err)
 	}
@@ -520,6 +528,9 @@ func (s *processSolver) do(ctx context.Context, method, verb, domain, token, key
 	d, err := checkDomain(domain)
 	if err != nil {
 		return err
+	}
+	if !wire.InZones(d, s.cc.zones) {
+		return configErrorf("%s is outside this DNS configuration's zones (%s)", d, strings.Join(s.cc.zones, ", "))
 	}
 	if keyAuth == "" || strings.IndexByte(keyAuth, 0) >= 0 {
 		return errors.New("dns solver: key authorization is empty or invalid")

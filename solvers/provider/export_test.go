@@ -1,14 +1,20 @@
 package provider
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/go-acme/lego/v4/challenge"
 	legolog "github.com/go-acme/lego/v4/log"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers/internal/testproviders"
 )
 
 // Test-only providers. This file is compiled only into this package's test
@@ -18,8 +24,38 @@ func init() {
 		"test-envprobe": func() (challenge.Provider, error) { return envProbe{}, nil },
 		"test-echo":     newEcho,
 		"test-panic":    func() (challenge.Provider, error) { return panicker{}, nil },
+		"test-urlerr":   newURLErr,
+	}
+	// The parent accepts these names and credential names.
+	testproviders.Env = map[string][]string{
+		"test-envprobe": {"PROBE_TOKEN", "PROBE_TTL", "TEST_ENVPROBE_TTL"},
+		"test-echo":     {"ECHO_SECRET", "ECHO_FAIL_CONFIG"},
+		"test-panic":    {},
+		"test-urlerr":   {"URLERR_PASSWORD"},
 	}
 }
+
+// urlErr fails like lego's cloudns on a network error: a *url.Error whose
+// URL carries the password in its query, wrapped; and it logs the password
+// in several encodings.
+type urlErr struct{ secret string }
+
+func newURLErr() (challenge.Provider, error) {
+	return urlErr{secret: os.Getenv("URLERR_PASSWORD")}, nil
+}
+
+func (u urlErr) Present(domain, _, _ string) error {
+	q := url.Values{"auth-id": {"1"}, "auth-password": {u.secret}}.Encode()
+	j, _ := json.Marshal(map[string]string{"password": u.secret})
+	legolog.Infof("[%s] urlerr: body %s; quoted %s; basic %s", domain, j, strconv.Quote(u.secret), base64.StdEncoding.EncodeToString([]byte(u.secret)))
+	ue := &url.Error{
+		Op:  "Get",
+		URL: "https://api.cloudns.net/dns/add-record.json?" + q,
+		Err: errors.New("dial tcp: lookup api.cloudns.net: no such host"),
+	}
+	return fmt.Errorf("urlerr: could not add record: %w; path %s; raw %s", ue, url.PathEscape(u.secret), u.secret)
+}
+func (urlErr) CleanUp(string, string, string) error { return nil }
 
 // envProbe reports the child's pid, environment variable names and TMPDIR
 // through its errors.

@@ -5,6 +5,12 @@
 //
 // Because a child serves a single DNS configuration, this package may set
 // lego's package-level state (recursive nameservers, DNS timeout, logger).
+// lego's recursive nameserver is a resolver the child runs on 127.0.0.1
+// (pinningResolver), which lets the child check, before each provider call,
+// that the name lego will write after following CNAMEs lies in the
+// configuration's zones, and makes lego see the CNAMEs the check saw. Error
+// text leaves the child with credential values (in every encoding) and URL
+// queries removed; the parent removes them again.
 // It imports lego's providers/dns (every provider); the parent-side package
 // solvers must not. This package must not import Vault or the plugin backend.
 package provider
@@ -23,6 +29,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers/internal/redact"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/solvers/internal/wire"
 )
 
@@ -74,8 +81,11 @@ func Serve() {
 type service struct {
 	logger hclog.Logger
 
-	mu       sync.RWMutex // guards provider
+	mu       sync.RWMutex // guards the fields below, set once by Configure
 	provider challenge.Provider
+	redact   *redact.Redactor
+	zones    []string
+	resolver *pinningResolver
 
 	callMu sync.Mutex // serialises provider calls
 }
@@ -86,6 +96,15 @@ func newService(logger hclog.Logger) *service {
 
 func configErr(format string, args ...any) wire.Result {
 	return wire.Result{Err: fmt.Sprintf(format, args...), ConfigErr: true}
+}
+
+// redactorFor redacts the values of the environment variables named by keys.
+func redactorFor(keys []string) *redact.Redactor {
+	vals := make([]string, 0, len(keys))
+	for _, k := range keys {
+		vals = append(vals, os.Getenv(k))
+	}
+	return redact.New(vals...)
 }
 
 // Configure builds the provider from the process environment. It may be
@@ -101,20 +120,35 @@ func (s *service) Configure(args wire.ConfigureArgs) (res wire.Result) {
 	if forbidden[strings.ToLower(name)] {
 		return configErr("provider %q is not allowed", name)
 	}
-	if len(args.Resolvers) > 0 {
-		_ = dns01.AddRecursiveNameservers(args.Resolvers)(nil)
+	red := redactorFor(args.CredentialKeys)
+
+	// lego asks only the pinning resolver, which forwards to the configured
+	// resolvers (or the system's): see pinningResolver.
+	upstream := args.Resolvers
+	if len(upstream) == 0 {
+		upstream = systemResolvers()
 	}
-	_ = dns01.AddDNSTimeout(dnsTimeout)(nil)
+	resolver, err := startPinningResolver(upstream, dnsTimeout)
+	if err != nil {
+		return wire.Result{Err: red.Error(err)}
+	}
+	_ = dns01.AddRecursiveNameservers([]string{resolver.addr})(nil)
+	// lego's timeout covers the resolver's own tries of every upstream.
+	_ = dns01.AddDNSTimeout(time.Duration(2*len(upstream))*dnsTimeout + time.Second)(nil)
 
 	p, err := newProvider(name)
 	if err != nil {
+		resolver.close()
 		if strings.HasPrefix(err.Error(), "unrecognized DNS provider") {
 			return configErr("provider %q is not a lego DNS provider", name)
 		}
-		return configErr("%s", err.Error())
+		return configErr("%s", red.Error(err))
 	}
 	s.provider = p
-	s.logger.Info("dns provider ready", "resolvers", len(args.Resolvers))
+	s.redact = red
+	s.zones = normaliseZones(args.Zones)
+	s.resolver = resolver
+	s.logger.Info("dns provider ready", "resolvers", len(args.Resolvers), "zones", len(s.zones))
 	return wire.Result{}
 }
 
@@ -125,10 +159,18 @@ func newProvider(name string) (challenge.Provider, error) {
 	return dns.NewDNSChallengeProviderByName(name)
 }
 
-func (s *service) current() challenge.Provider {
+// configured is what Configure set; p is nil before.
+type configured struct {
+	p        challenge.Provider
+	redact   *redact.Redactor
+	zones    []string
+	resolver *pinningResolver
+}
+
+func (s *service) current() configured {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.provider
+	return configured{p: s.provider, redact: s.redact, zones: s.zones, resolver: s.resolver}
 }
 
 // Present creates the record through the provider.
@@ -147,8 +189,8 @@ func (s *service) CleanUp(args wire.ChallengeArgs) (res wire.Result) {
 
 func (s *service) run(op string, args wire.ChallengeArgs, fn func(challenge.Provider) error) (res wire.Result) {
 	defer recoverResult(s.logger, op, &res)
-	p := s.current()
-	if p == nil {
+	c := s.current()
+	if c.p == nil {
 		return wire.Result{Err: "dns solver child is not configured"}
 	}
 	if strings.HasPrefix(args.Domain, "*.") || args.Domain == "" {
@@ -156,14 +198,56 @@ func (s *service) run(op string, args wire.ChallengeArgs, fn func(challenge.Prov
 	}
 	s.callMu.Lock()
 	defer s.callMu.Unlock()
+
+	// The CNAME answers lego sees are fixed from the zone check until the
+	// provider returns.
+	c.resolver.pin()
+	defer c.resolver.unpin()
+	if r := s.checkZones(c, op, args); r.Err != "" {
+		return r
+	}
+
 	start := time.Now()
-	err := fn(p)
+	err := fn(c.p)
 	elapsed := time.Since(start).Round(time.Millisecond).String()
 	if err != nil {
 		s.logger.Warn("dns provider call failed", "op", op, "domain", args.Domain, "elapsed", elapsed)
-		return wire.Result{Err: err.Error()}
+		return wire.Result{Err: c.redact.Error(err)}
 	}
 	s.logger.Debug("dns provider call done", "op", op, "domain", args.Domain, "elapsed", elapsed)
+	return wire.Result{}
+}
+
+// checkZones refuses a record whose name, after following CNAMEs as lego
+// will, lies outside the configuration's zones, or whose CNAME chain loops.
+// It runs inside the pinning period, so lego's own resolution in the
+// provider call that follows sees the same chain.
+func (s *service) checkZones(c configured, op string, args wire.ChallengeArgs) wire.Result {
+	nothing := "no record was written"
+	if op == "cleanup" {
+		nothing = "no record was removed"
+	}
+	fqdn, chain, err := effectiveFQDN(c.resolver.addr, args.Domain, dnsTimeout)
+	if err != nil {
+		s.logger.Warn("dns record name refused", "op", op, "domain", args.Domain, "reason", "cname chain")
+		return configErr("%s; %s", err.Error(), nothing)
+	}
+	if !wire.InZones(fqdn, c.zones) {
+		s.logger.Warn("dns record name refused", "op", op, "domain", args.Domain, "target", fqdn)
+		if len(chain) > 1 {
+			return configErr("%s follows a CNAME to %s, outside this DNS configuration's zones (%s); %s",
+				chain[0], fqdn, strings.Join(c.zones, ", "), nothing)
+		}
+		return configErr("%s is outside this DNS configuration's zones (%s); %s", fqdn, strings.Join(c.zones, ", "), nothing)
+	}
+	// lego resolves again inside the provider; with the answers pinned it
+	// must reach the same name. Checked here too, in case lego changes how
+	// it follows CNAMEs.
+	if info := dns01.GetChallengeInfo(args.Domain, args.KeyAuth); !strings.EqualFold(info.EffectiveFQDN, fqdn) {
+		s.logger.Error("dns record name mismatch", "op", op, "domain", args.Domain, "checked", fqdn, "lego", info.EffectiveFQDN)
+		return wire.Result{Err: fmt.Sprintf("the record name for %s resolved to %s in the zone check but to %s in lego; %s",
+			args.Domain, fqdn, info.EffectiveFQDN, nothing)}
+	}
 	return wire.Result{}
 }
 

@@ -426,3 +426,25 @@ func TestServeWithoutCookieExits(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, string(out), "This binary is a plugin")
 }
+
+// nastySecret has a character of every class an encoder treats specially.
+const nastySecret = `Pa$$ w0rd/+=&?"<>\`
+
+func TestProviderURLErrorsLoseQueryAndSecrets(t *testing.T) {
+	ctx := testCtx(t)
+	f, logs := newFactory(t)
+	s, err := f.Solver(ctx, "urlerr", solvers.DNSConfig{Provider: "test-urlerr", Credentials: map[string]string{"URLERR_PASSWORD": nastySecret}})
+	require.NoError(t, err)
+	err = s.Present(ctx, "www.example.test", "tok", "tok.thumb")
+	require.Error(t, err)
+	msg := err.Error()
+	assert.Contains(t, msg, `Get "https://api.cloudns.net/dns/add-record.json?[query removed]": dial tcp: lookup api.cloudns.net: no such host`)
+	for _, leak := range []string{"auth-password", "auth-id", "Pa$$", "w0rd", "Pa%24%24"} {
+		assert.NotContains(t, msg, leak)
+	}
+
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "urlerr: body") }, 10*time.Second, 20*time.Millisecond)
+	for _, leak := range []string{"w0rd", "Pa$$", base64.StdEncoding.EncodeToString([]byte(nastySecret))} {
+		assert.NotContains(t, logs.String(), leak)
+	}
+}

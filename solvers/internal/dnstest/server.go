@@ -32,6 +32,7 @@ type Server struct {
 	mu        sync.Mutex
 	txt       map[string][]Record // lower-case fqdn -> values
 	cname     map[string]string   // lower-case fqdn -> target
+	cnameSeq  map[string][]string // lower-case fqdn -> targets still to answer, in turn
 	hideTXT   int                 // answer this many TXT queries as if empty
 	txtQuery  int
 	updates   int
@@ -65,6 +66,7 @@ func Start(t testing.TB, zone string, opts ...Option) *Server {
 		Zone:      dns.Fqdn(strings.ToLower(zone)),
 		txt:       map[string][]Record{},
 		cname:     map[string]string{},
+		cnameSeq:  map[string][]string{},
 		nsAddress: "127.0.0.1",
 	}
 	ds := &dns.Server{PacketConn: pc, Handler: s, MsgAcceptFunc: acceptAll}
@@ -107,6 +109,22 @@ func (s *Server) SetCNAME(name, target string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cname[key(name)] = dns.Fqdn(target)
+}
+
+// SetCNAMESequence makes name an alias of targets[0] for the first query of
+// name, of targets[1] for the next, and so on; the last target stays. It
+// lets tests change an alias between two lookups.
+func (s *Server) SetCNAMESequence(name string, targets ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fq []string
+	for _, t := range targets {
+		fq = append(fq, dns.Fqdn(t))
+	}
+	s.cnameSeq[key(name)] = fq
+	if len(fq) > 0 {
+		s.cname[key(name)] = fq[len(fq)-1]
+	}
 }
 
 // HideTXT makes the next n TXT queries see no TXT records.
@@ -187,6 +205,14 @@ func (s *Server) answer(m *dns.Msg, q dns.Question) {
 	}
 	if q.Qtype == dns.TypeTXT {
 		s.txtQuery++
+	}
+	if seq := s.cnameSeq[name]; len(seq) > 1 {
+		s.cnameSeq[name] = seq[1:]
+		m.Answer = append(m.Answer, &dns.CNAME{
+			Hdr:    dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 0},
+			Target: seq[0],
+		})
+		return
 	}
 	if target, ok := s.cname[name]; ok {
 		m.Answer = append(m.Answer, &dns.CNAME{

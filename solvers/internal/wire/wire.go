@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/rpc"
+	"strings"
 
 	plugin "github.com/hashicorp/go-plugin"
 )
@@ -42,6 +43,15 @@ type ConfigureArgs struct {
 	// Resolvers are "host:port" recursive resolvers for lego's zone and CNAME
 	// lookups; empty means lego's default (the child's /etc/resolv.conf).
 	Resolvers []string
+	// CredentialKeys name the environment variables that hold the
+	// configuration's credentials: the child redacts their values from every
+	// error it returns. Names are not secret.
+	CredentialKeys []string
+	// Zones are the DNS zones (lower-case, no trailing dot) the configuration
+	// may write in. The child refuses to present or clean up a record whose
+	// name, after following _acme-challenge CNAMEs, lies outside them. Empty
+	// means any zone.
+	Zones []string
 }
 
 // ChallengeArgs identifies one DNS-01 record. Domain never has a "*." prefix.
@@ -137,4 +147,21 @@ func (r Result) String() string {
 		return "ok"
 	}
 	return fmt.Sprintf("error (config=%t)", r.ConfigErr)
+}
+
+// InZones reports whether name (with or without a trailing dot, any case)
+// lies in one of zones (lower-case, no trailing dot, as in
+// ConfigureArgs.Zones): it equals a zone or ends in "." plus a zone. Every
+// name does when zones is empty.
+func InZones(name string, zones []string) bool {
+	if len(zones) == 0 {
+		return true
+	}
+	n := strings.TrimSuffix(strings.ToLower(name), ".")
+	for _, z := range zones {
+		if n == z || strings.HasSuffix(n, "."+z) {
+			return true
+		}
+	}
+	return false
 }
