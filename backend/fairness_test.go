@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,4 +61,32 @@ func TestOneRoleCannotHoldEveryWorker(t *testing.T) {
 	read, err := b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "certs/slow/n23", Storage: s})
 	require.Nil(t, read)
 	require.ErrorContains(t, err, "queued")
+}
+
+// Concurrent writes cannot overrun a role's max_certificates: exactly the quota is stored.
+func TestRoleQuotaUnderConcurrentWrites(t *testing.T) {
+	b, s, _ := getTestBackend(t)
+	setup(t, b, s)
+	resp := request(t, b, s, logical.CreateOperation, "roles/q", map[string]any{"account": "main", "dns": "ns",
+		"allowed_domains": "example.com", "allow_subdomains": true, "allowed_cert_names": "q/*", "max_certificates": 5})
+	require.False(t, resp.IsError(), resp.Error())
+	var wg sync.WaitGroup
+	var refused atomic.Int32
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: fmt.Sprintf("certs/q/n%d", i), Storage: s,
+				Data: map[string]any{"role": "q", "domains": fmt.Sprintf("n%d.example.com", i), "wait": 0}})
+			if err == nil && resp.IsError() {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	names, err := storage.CertNames(context.Background(), s)
+	require.NoError(t, err)
+	require.Len(t, names, 5)
+	require.EqualValues(t, 15, refused.Load())
+	require.Equal(t, 5, b.CountCertificates("q"))
 }

@@ -139,6 +139,20 @@ func (b *backend) CertificateSummaries() map[string]paths.CertSummary {
 	return sums
 }
 
+// CountCertificates returns how many stored certificates use role (from the schedule, which
+// holds every stored certificate: O(certificates), no storage reads).
+func (b *backend) CountCertificates(role string) int {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	n := 0
+	for _, it := range b.sched.items {
+		if it.sum.Role == role {
+			n++
+		}
+	}
+	return n
+}
+
 // CertificateWaiting says why the named certificate's job waits, or "".
 func (b *backend) CertificateWaiting(name string) string {
 	if v, ok := b.waiting.Load(name); ok {
@@ -175,7 +189,7 @@ func dueAt(c *storage.CertEntry) time.Time {
 }
 
 func summarize(c *storage.CertEntry) paths.CertSummary {
-	return paths.CertSummary{Status: c.Status, NotAfter: c.NotAfter, RenewAt: c.RenewAt, Attempts: c.Attempts, LastError: c.LastError, NextAt: c.NextAttemptAt}
+	return paths.CertSummary{Role: c.Role, Status: c.Status, NotAfter: c.NotAfter, RenewAt: c.RenewAt, Attempts: c.Attempts, LastError: c.LastError, NextAt: c.NextAttemptAt}
 }
 
 // refresh reloads the named certificate from storage into the schedule.

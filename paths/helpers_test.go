@@ -234,6 +234,20 @@ func (e *fakeEngine) CertificateSummaries() map[string]CertSummary {
 	return e.summaries
 }
 
+func (e *fakeEngine) CountCertificates(role string) int {
+	names, err := storage.CertNames(context.Background(), e.s)
+	if err != nil {
+		panic(err)
+	}
+	n := 0
+	for _, name := range names {
+		if c, err := storage.LoadCert(context.Background(), e.s, name); err == nil && c != nil && c.Role == role {
+			n++
+		}
+	}
+	return n
+}
+
 func (e *fakeEngine) CertificateWaiting(name string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -187,6 +187,7 @@ func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d 
 
 // CertSummary is the renewal scheduler's view of one certificate.
 type CertSummary struct {
+	Role      string
 	Status    string
 	NotAfter  time.Time
 	RenewAt   time.Time

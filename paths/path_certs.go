@@ -138,15 +138,12 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 	}
 	entry, changed := applyCertSpec(existing, spec, time.Now().UTC())
 	if changed {
-		if err := storage.StoreCert(ctx, req.Storage, name, entry); err != nil {
+		if resp, err := h.storeCounted(ctx, req, name, existing, entry); resp != nil || err != nil {
 			lock.Unlock()
-			return nil, err
+			return resp, err
 		}
 	}
 	lock.Unlock()
-	if changed {
-		h.engine.CertificateChanged(name)
-	}
 
 	if !entry.Current() {
 		if entry, err = h.engine.EnsureCertificate(ctx, name, wait); err != nil {
@@ -168,6 +165,34 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 		return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
 	}
 	return resp, nil
+}
+
+// storeCounted stores entry and tells the engine, unless that would give its role more
+// certificates than the role's max_certificates (a 400). A certificate joining a capped role is
+// counted and stored under the role's lock, and the engine learns of it before the lock is
+// released, so two writes cannot both take the last place. Lock order: the certificate's lock,
+// then the role's.
+func (h *certHandler) storeCounted(ctx context.Context, req *logical.Request, name string, existing, entry *storage.CertEntry) (*logical.Response, error) {
+	if existing == nil || existing.Role != entry.Role {
+		role, err := storage.LoadRole(ctx, req.Storage, entry.Role)
+		if err != nil {
+			return nil, err
+		}
+		if role != nil && role.MaxCertificates > 0 {
+			rl := h.engine.Locks().For(storage.RolePrefix, entry.Role)
+			rl.Lock()
+			defer rl.Unlock()
+			if n := h.engine.CountCertificates(entry.Role); n >= role.MaxCertificates {
+				return logical.ErrorResponse("role %q allows at most %d certificates and has %d: delete one, or ask the operator to raise the role's max_certificates",
+					entry.Role, role.MaxCertificates, n), nil
+			}
+		}
+	}
+	if err := storage.StoreCert(ctx, req.Storage, name, entry); err != nil {
+		return nil, err
+	}
+	h.engine.CertificateChanged(name)
+	return nil, nil
 }
 
 // waitField reads the "wait" field, bounded by maxWait.

@@ -51,11 +51,12 @@ var roleFields = map[string]*framework.FieldSchema{
 	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
 	"allowed_key_types":           {Type: framework.TypeCommaStringSlice, Description: "Key types a certificate may ask for besides key_type; * for any. Default: only key_type."},
 	"forced_renewal_interval":     {Type: framework.TypeDurationSecond, Default: int(storage.DefaultForcedRenewalInterval.Seconds()), Description: "Shortest time between a certificate's issuance and a renewal or revocation by hand (renew/<name>, revoke/<name>), so a tenant cannot spend the shared account's orders in a loop. 0: no limit. Default 1h."},
+	"max_certificates":            {Type: framework.TypeInt, Description: "How many certificates may use the role at most (a tenant's quota); 0: no limit. Lowering it below the current count refuses only new certificates."},
 	"allowed_profiles":            {Type: framework.TypeCommaStringSlice, Description: "CA profiles a certificate may ask for besides profile; * for any. Default: only profile (a tenant cannot pick e.g. shortlived, which multiplies orders)."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
-	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval")
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval", "max_certificates")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e}
@@ -86,6 +87,7 @@ func roleResponse(r *storage.RoleEntry) map[string]any {
 		"allowed_key_types":           nonNil(r.AllowedKeyTypes),
 		"allowed_profiles":            nonNil(r.AllowedProfiles),
 		"forced_renewal_interval":     int64(r.ForcedRenewalInterval().Seconds()),
+		"max_certificates":            r.MaxCertificates,
 	}
 }
 
@@ -118,6 +120,9 @@ func (h *roleHandler) write(ctx context.Context, req *logical.Request, d *framew
 	}
 	return &logical.Response{Data: roleResponse(r)}, nil
 }
+
+// maxRoleCertificates bounds max_certificates.
+const maxRoleCertificates = 1_000_000
 
 // maxForcedRenewalSeconds bounds forced_renewal_interval (30 days).
 const maxForcedRenewalSeconds = 30 * 86400
@@ -196,6 +201,13 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 			return badInput("forced_renewal_interval must be between 0 and %d days", maxForcedRenewalSeconds/86400)
 		}
 		r.ForcedRenewalSeconds = &secs
+	}
+	if v, ok := d.GetOk("max_certificates"); ok {
+		n := v.(int)
+		if n < 0 || n > maxRoleCertificates {
+			return badInput("max_certificates must be between 0 (no limit) and %d", maxRoleCertificates)
+		}
+		r.MaxCertificates = n
 	}
 	if v, ok := d.GetOk("allowed_profiles"); ok {
 		var ps []string

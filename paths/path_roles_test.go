@@ -41,7 +41,7 @@ func TestRoleCreateReadList(t *testing.T) {
 		"account": "acme", "dns": "ns", "allowed_domains": []string{"www.example.com", "example.net"},
 		"allow_bare_domains": false, "allow_subdomains": true, "allow_wildcard_certificates": false,
 		"allowed_cert_names": []string{"team-a/*", "shared"}, "key_type": "ec384", "profile": "tlsserver",
-		"allowed_key_types": []string{}, "allowed_profiles": []string{}, "forced_renewal_interval": int64(3600),
+		"allowed_key_types": []string{}, "allowed_profiles": []string{}, "forced_renewal_interval": int64(3600), "max_certificates": 0,
 	}
 	require.Equal(t, want, resp.Data)
 	require.Equal(t, want, h.ok(logical.ReadOperation, "roles/team-a", nil).Data)
@@ -343,5 +343,51 @@ func TestRoleBoundsKeyTypesAndProfiles(t *testing.T) {
 		resp, err := h.do(logical.CreateOperation, "roles/bad", with(data))
 		require.NoError(t, err)
 		require.True(t, resp.IsError(), "%v should be refused", data)
+	}
+}
+
+// max_certificates is a role's quota: just below it a certificate is created, at it the next is
+// refused with nothing stored; updates of existing certificates and moves between roles count
+// right; 0 lifts it; bounds are checked.
+func TestRoleMaxCertificates(t *testing.T) {
+	h := certHarness(t)
+	h.role("quota", map[string]any{"allowed_cert_names": "q/*", "max_certificates": 2})
+	write := func(name, role string) (*logical.Response, error) {
+		return h.do(logical.CreateOperation, "certs/"+name, map[string]any{"role": role, "domains": "www.example.com", "wait": 0})
+	}
+	for _, n := range []string{"q/1", "q/2"} {
+		resp, err := write(n, "quota")
+		require.NoError(t, err)
+		require.False(t, resp.IsError(), "%s: %v", n, resp.Error())
+	}
+	resp, err := write("q/3", "quota")
+	require.NoError(t, err)
+	require.True(t, resp.IsError(), "the third is over the quota")
+	require.Contains(t, resp.Error().Error(), `role "quota" allows at most 2 certificates and has 2`)
+	require.Nil(t, h.loadCert("q/3"), "nothing stored")
+
+	// Rewriting one it has is not a new certificate.
+	resp, err = h.do(logical.UpdateOperation, "certs/q/1", map[string]any{"role": "quota", "domains": "www.example.com,example.com", "wait": 0})
+	require.NoError(t, err)
+	require.False(t, resp.IsError(), "%v", resp.Error())
+	// Moving a certificate into the full role is refused; out of it frees a place.
+	h.ok(logical.CreateOperation, "certs/q/web", map[string]any{"role": "web", "domains": "www.example.com", "wait": 0})
+	resp, err = h.do(logical.UpdateOperation, "certs/q/web", map[string]any{"role": "quota", "wait": 0})
+	require.NoError(t, err)
+	require.True(t, resp.IsError(), "moving into a full role")
+	require.Equal(t, "web", h.loadCert("q/web").Role)
+	h.ok(logical.DeleteOperation, "certs/q/2", nil)
+	resp, err = write("q/3", "quota")
+	require.NoError(t, err)
+	require.False(t, resp.IsError(), "a delete frees a place: %v", resp.Error())
+
+	h.ok(logical.UpdateOperation, "roles/quota", map[string]any{"max_certificates": 0})
+	resp, err = write("q/4", "quota")
+	require.NoError(t, err)
+	require.False(t, resp.IsError())
+	for _, bad := range []any{-1, 1_000_001} {
+		resp, err := h.do(logical.UpdateOperation, "roles/quota", map[string]any{"max_certificates": bad})
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "%v", bad)
 	}
 }

@@ -55,6 +55,8 @@ type Engine interface {
 	RevokeCertificate(ctx context.Context, name string, c *storage.CertEntry, reason uint) error
 	// CertificateSummaries returns the renewal scheduler's view of every certificate.
 	CertificateSummaries() map[string]CertSummary
+	// CountCertificates returns how many stored certificates use the named role.
+	CountCertificates(role string) int
 	// CertificateWaiting says why the named certificate's job waits (for a worker, for the
 	// account's order budget), or "" when it does not.
 	CertificateWaiting(name string) string

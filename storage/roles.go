@@ -30,6 +30,8 @@ type RoleEntry struct {
 	// ForcedRenewalSeconds is the shortest time between a certificate's issuance and a forced
 	// renewal or revocation (renew/<name>, revoke/<name>); nil: DefaultForcedRenewalInterval.
 	ForcedRenewalSeconds *int64 `json:"forced_renewal_interval,omitempty"`
+	// MaxCertificates bounds how many certificates may use the role; 0: no bound.
+	MaxCertificates int `json:"max_certificates,omitempty"`
 }
 
 // DefaultForcedRenewalInterval bounds how often a certificate can be renewed or revoked by hand,

@@ -53,9 +53,10 @@ func remove(ctx context.Context, s logical.Storage, prefix, name, what string) e
 
 // Locks guard read-modify-write of the entries of one mount. Every writer of an entry (an API
 // handler, an issuance worker) takes the entry's lock first. Each prefix has its own set, so a
-// certificate's lock never waits for a role's. Lock order, where one holder takes two: a role's
-// lock before the (shared) locks of the account and DNS configuration it names; nothing takes a
-// role's lock while holding another. A mount has its own Locks: two mounts served by one plugin process never wait for each
+// certificate's lock never waits for a role's. Lock order, where one holder takes two: a
+// certificate's lock before its role's (a write that counts the role's certificates against
+// max_certificates); a role's lock before the (shared) locks of the account and DNS configuration
+// it names; nothing takes a certificate's lock while holding a role's. A mount has its own Locks: two mounts served by one plugin process never wait for each
 // other.
 type Locks struct {
 	byPrefix map[string][]*locksutil.LockEntry
