@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -101,6 +102,9 @@ func (c *fakeClient) Obtain(ctx context.Context, req acme.OrderRequest, _ acme.P
 	c.ca.mu.Lock()
 	c.ca.replaces = append(c.ca.replaces, req.ReplacesCertID)
 	c.ca.mu.Unlock()
+	if errors.Is(c.ca.fail, acme.ErrRateLimited) {
+		return nil, c.ca.fail // the CA refuses the new order itself: no order exists
+	}
 	if req.OnOrder != nil {
 		if err := req.OnOrder("https://ca.test/order/" + big.NewInt(n).String()); err != nil {
 			return nil, err

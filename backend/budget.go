@@ -89,19 +89,17 @@ func (b *backend) reserve(p *issuePlan, req budget.Request) error {
 // rateLimited answer holds the account until the CA's Retry-After; a failed validation spends the
 // name's failed-authorization token.
 func (b *backend) settle(req budget.Request, placed bool, err error) {
+	if errors.Is(err, acme.ErrRateLimited) {
+		// Usually the answer to the new order itself (so none was placed): hold either way.
+		d, _ := acme.RetryAfter(err)
+		b.budget.b.RateLimited(req, time.Now().Add(d))
+	}
 	if !placed {
 		b.budget.b.Refund(req)
 		return
 	}
-	if err == nil {
-		return
-	}
 	var ae *acme.Error
-	switch {
-	case errors.Is(err, acme.ErrRateLimited):
-		d, _ := acme.RetryAfter(err)
-		b.budget.b.RateLimited(req, time.Now().Add(d))
-	case errors.Is(err, acme.ErrChallengeFailed) && errors.As(err, &ae) && ae.Identifier != "":
+	if errors.Is(err, acme.ErrChallengeFailed) && errors.As(err, &ae) && ae.Identifier != "" {
 		b.budget.b.Failed(req.Account, ae.Identifier)
 	}
 }

@@ -173,6 +173,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 		}
 		act = actRenew
 	}
+	log.Info("attempt starts", attemptLogArgs(p.cert, act, time.Now())...)
 	renewing := act == actRenew
 	start := time.Now()
 	issued, key, supportsARI, err := b.obtain(ctx, name, p, renewing)
@@ -199,6 +200,36 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	b.certEvent(ctx, ev, name, true)
 	log.Info("certificate stored", "renewal", renewing, "domains", strings.Join(p.cert.Domains, ","), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// attemptLogArgs says why an attempt for c starts and how much of the served certificate's life
+// is left, for the log: every order can be explained from it.
+func attemptLogArgs(c *storage.CertEntry, act action, now time.Time) []any {
+	var why string
+	switch {
+	case c.ForceRenewal:
+		why = "forced renewal"
+	case c.Attempts > 0:
+		why = fmt.Sprintf("retry after %d failed attempt(s)", c.Attempts)
+	case act == actIssue && c.Certificate == "":
+		why = "new certificate"
+	case act == actIssue:
+		why = "changed specification"
+	case !c.ARIWindowStart.IsZero():
+		why = "renewal at the point drawn from the CA's ARI window"
+	default:
+		why = "planned renewal"
+	}
+	args := []any{"reason", why}
+	if c.Certificate != "" && c.NotAfter.After(c.NotBefore) {
+		left := c.NotAfter.Sub(now)
+		args = append(args, "life_left", left.Round(time.Second).String(),
+			"life_left_fraction", fmt.Sprintf("%.3f", float64(left)/float64(c.NotAfter.Sub(c.NotBefore))))
+	}
+	if !c.RenewAt.IsZero() {
+		args = append(args, "renew_at", c.RenewAt.UTC().Format(time.RFC3339))
+	}
+	return args
 }
 
 // errPlan marks failures found before talking to the CA (a role or account gone, a name no longer
@@ -410,9 +441,9 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 	}
 	now := time.Now().UTC()
 	c.Attempts++
-	delay := backoff(c.Attempts)
+	delay := retryDelay(c, c.Attempts, now)
 	if d, ok := acme.RetryAfter(cause); ok && d > delay {
-		delay = d
+		delay = d // the CA's word wins, even against the clock
 	}
 	if !c.Current() {
 		// A certificate that is still served stays valid; last_error and attempts tell of the
@@ -427,6 +458,25 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 		return
 	}
 	b.certEvent(ctx, eventFailed, name, false, "attempts", strconv.Itoa(c.Attempts), "retry_at", c.NextAttemptAt.Format(time.RFC3339))
+}
+
+// Retries of a served certificate's renewal race its expiry: the delay after a failure is never
+// more than a tenth of the remaining life, and never under minRetryDelay.
+const (
+	retryLifeFraction = 10
+	minRetryDelay     = 2 * time.Second
+)
+
+// retryDelay is the delay after the n-th consecutive failed attempt for c at now: the doubling
+// backoff, cut to a tenth of the time the served certificate has left, so that a retry after an
+// outage never lands after expiry (a 6-day certificate renewed with 2 days left still retries
+// every few hours at the end of a day-long outage; a 3-minute one every few seconds).
+func retryDelay(c *storage.CertEntry, n int, now time.Time) time.Duration {
+	d := backoff(n)
+	if c.Certificate == "" || c.NotAfter.IsZero() {
+		return d
+	}
+	return max(min(d, c.NotAfter.Sub(now)/retryLifeFraction), minRetryDelay)
 }
 
 // backoff is the delay after the n-th consecutive failure, with ±10% jitter.

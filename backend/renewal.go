@@ -101,8 +101,13 @@ func applyWindow(c *storage.CertEntry, w *acme.RenewalWindow, now time.Time) str
 		// do not pull the renewal towards the window's start.
 		return ""
 	}
-	// Never plan a renewal in the last tenth of the life: leave time to retry before expiry.
+	// Keep the point inside the CA's window, but out of the last third of the life when the window
+	// leaves room before it (short certificates get windows spanning their whole life), and never
+	// in the last tenth: leave time to retry before expiry.
 	latest := c.NotAfter.Add(-life / 10)
+	if lastThird := c.NotAfter.Add(-life / 3); w.Start.Before(lastThird) {
+		latest = lastThird
+	}
 	start, end := w.Start, w.End
 	if end.After(latest) {
 		end = latest

@@ -199,13 +199,25 @@ func TestRenewalFailureBacksOffAndKeepsServing(t *testing.T) {
 	status := request(t, b, s, logical.ReadOperation, "status/certs", nil)
 	require.Equal(t, []string{"web"}, status.Data["failing"])
 
-	// A forced renewal clears the backoff.
+	// A forced renewal clears the backoff, but not the CA's Retry-After: the account is held, the
+	// renewal waits (no order is sent) and says why.
 	ca.fail = nil
-	resp := request(t, b, s, logical.UpdateOperation, "renew/web", nil)
-	require.Equal(t, storage.StatusValid, resp.Data["status"])
+	orders := ca.orders.Load()
+	resp := request(t, b, s, logical.UpdateOperation, "renew/web", map[string]any{"wait": 2})
+	require.Contains(t, dataOf(t, resp)["waiting"], "rateLimited answer from the CA")
+	require.Equal(t, orders, ca.orders.Load(), "nothing sent before Retry-After")
 	c, err := storage.LoadCert(context.Background(), s, "web")
 	require.NoError(t, err)
-	require.Equal(t, 0, c.Attempts)
+	require.Equal(t, 0, c.Attempts, "a wait is not a failure")
+	require.Equal(t, first.SerialNumber, c.SerialNumber, "still served")
+
+	// Once the hold is over (here: lifted by hand), the forced renewal goes through.
+	b.budget.b.RemoveAccount("main")
+	b.budget.forget("web")
+	resp = request(t, b, s, logical.UpdateOperation, "renew/web", nil)
+	require.Equal(t, storage.StatusValid, dataOf(t, resp)["status"])
+	c, err = storage.LoadCert(context.Background(), s, "web")
+	require.NoError(t, err)
 	require.Equal(t, 1, c.Renewals)
 }
 
@@ -305,4 +317,63 @@ func TestScheduleRebuiltFromStorage(t *testing.T) {
 	require.Len(t, b.sched.summaries(), 50)
 	due := b.sched.popDue(time.Now())
 	require.Len(t, due, 11, "renew_at at -10h … 0h are due")
+}
+
+// A failed renewal of a served certificate is retried within a tenth of its remaining life, so a
+// retry after an outage never lands after expiry; the CA's Retry-After still wins.
+func TestRetryDelayRacesTheClock(t *testing.T) {
+	now := time.Now()
+	served := func(life, left time.Duration) *storage.CertEntry {
+		return &storage.CertEntry{Certificate: "x", NotBefore: now.Add(left - life), NotAfter: now.Add(left)}
+	}
+	cases := []struct {
+		name     string
+		c        *storage.CertEntry
+		attempts int
+		max, min time.Duration
+	}{
+		{"nothing served: plain backoff", &storage.CertEntry{}, 1, 66 * time.Second, 54 * time.Second},
+		{"180 s certificate, 56 s left (the soak's case)", served(180*time.Second, 56*time.Second), 1, 5600 * time.Millisecond, 5 * time.Second},
+		{"3 s left: the floor", served(180*time.Second, 3*time.Second), 1, minRetryDelay, minRetryDelay},
+		{"90-day certificate, 30 days left, 5th failure: backoff", served(90*24*time.Hour, 30*24*time.Hour), 5, 18 * time.Minute, 14 * time.Minute},
+		{"6-day certificate, 1 day left after a day-long outage", served(6*24*time.Hour, 24*time.Hour), 12, 24 * time.Hour / 10, 24*time.Hour/10 - time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := retryDelay(tc.c, tc.attempts, now)
+			require.LessOrEqual(t, d, tc.max)
+			require.GreaterOrEqual(t, d, tc.min)
+		})
+	}
+	// Recorded through the backend: the next attempt of a failing 3-minute certificate is seconds away.
+	b, s, ca := getTestBackend(t)
+	issueOne(t, b, s)
+	c := loadCert(t, s, "web")
+	c.NotBefore, c.NotAfter = now.Add(-124*time.Second), now.Add(56*time.Second)
+	require.NoError(t, storage.StoreCert(context.Background(), s, "web", c))
+	ca.fail = &acme.Error{Kind: acme.ErrUnreachable}
+	b.recordFailure(context.Background(), "web", c, ca.fail)
+	require.WithinDuration(t, now.Add(5600*time.Millisecond), loadCert(t, s, "web").NextAttemptAt, 700*time.Millisecond)
+	// Retry-After wins over the clock.
+	b.recordFailure(context.Background(), "web", loadCert(t, s, "web"), &acme.Error{Kind: acme.ErrRateLimited, RetryAfter: time.Minute})
+	require.WithinDuration(t, time.Now().Add(time.Minute), loadCert(t, s, "web").NextAttemptAt, time.Second)
+}
+
+// A CA window reaching into the last third of the life (Pebble's short certificates get one
+// spanning the whole life) yields a point before that third when the window leaves room; a
+// window entirely in the last third keeps its point, but never in the last tenth.
+func TestApplyWindowKeepsAThirdOfTheLife(t *testing.T) {
+	now := time.Now().UTC()
+	nb, na := now.Add(-time.Second), now.Add(180*time.Second-time.Second)
+	life := na.Sub(nb)
+	for range 200 {
+		c := &storage.CertEntry{NotBefore: nb, NotAfter: na}
+		require.Empty(t, applyWindow(c, &acme.RenewalWindow{Start: nb, End: na}, now))
+		require.False(t, c.RenewAt.After(na.Add(-life/3)), "renew_at %s leaves less than a third", na.Sub(c.RenewAt))
+		require.False(t, c.RenewAt.Before(now))
+	}
+	c := &storage.CertEntry{NotBefore: nb, NotAfter: na}
+	require.Empty(t, applyWindow(c, &acme.RenewalWindow{Start: na.Add(-life / 4), End: na}, now))
+	require.False(t, c.RenewAt.Before(na.Add(-life/4)), "inside the CA's window")
+	require.False(t, c.RenewAt.After(na.Add(-life/10)), "never in the last tenth")
 }

@@ -25,7 +25,8 @@ var devPluginMu sync.RWMutex
 
 // TestRenewalSurvivesCAOutage: a forced renewal of a short-lived certificate while the CA cannot be
 // reached fails without disturbing the served certificate (still valid, same serial), records the
-// failure (attempts, last_error, next_attempt_at about a minute later, status/certs "failing"),
+// failure (attempts, last_error, next_attempt_at a minute later or a tenth of the remaining life
+// if sooner, status/certs "failing"),
 // and once the CA is back the plugin renews on its own at the next attempt, with no duplicate order.
 func TestRenewalSurvivesCAOutage(t *testing.T) {
 	t.Parallel()
@@ -59,7 +60,11 @@ func TestRenewalSurvivesCAOutage(t *testing.T) {
 	assert.Equal(t, "valid", failed.Data["status"], "a failing renewal keeps the entry valid")
 	assert.NotEmpty(t, failed.Data["last_error"], "last_error tells of the failing renewal")
 	next := timeField(t, failed.Data, "next_attempt_at")
-	assertTimeNear(t, next, forced.Add(time.Minute), failedAt.Add(time.Minute), 15*time.Second, "next_attempt_at (1 min backoff)")
+	// The first backoff step is a minute, but a retry of a served certificate's renewal never waits
+	// more than a tenth of its remaining life (so it cannot land after expiry).
+	notAfter := timeField(t, before.Data, "not_after")
+	step := func(at time.Time) time.Time { return at.Add(min(time.Minute, notAfter.Sub(at)/10)) }
+	assertTimeNear(t, next, step(forced), step(failedAt), 15*time.Second, "next_attempt_at (1 min backoff, at most a tenth of the remaining life)")
 	t.Logf("renewal failed as expected: attempts %v, next_attempt_at %s (in %s), last_error %q",
 		failed.Data["attempts"], next.Format(time.RFC3339), time.Until(next).Round(time.Second), failed.Data["last_error"])
 	st := MustDo(t, c, http.MethodGet, Mount+"/status/certs", nil)
@@ -137,11 +142,19 @@ func TestRateLimitedHonoursRetryAfter(t *testing.T) {
 	}
 	t.Logf("no new-order request for %s after the rate-limited one", time.Since(failedAt).Round(time.Second))
 
-	// The limit is lifted: a forced renewal (which clears the backoff) gets a new certificate.
+	// A forced renewal clears the backoff but not the CA's Retry-After: the account is held, the
+	// renewal waits (202, saying why) and still nothing reaches the CA.
 	proxy.SetFault(nil)
-	w = MustDo(t, c, http.MethodPost, Mount+"/renew/"+id, map[string]any{"wait": "60s"})
-	require.Equal(t, http.StatusOK, w.Status, "renew after the limit: %s", w)
-	renewed := readCertOK(t, c, id)
+	w = MustDo(t, c, http.MethodPost, Mount+"/renew/"+id, map[string]any{"wait": "5s"})
+	require.Equal(t, http.StatusAccepted, w.Status, "renew before Retry-After: %s", w)
+	assert.Contains(t, fmt.Sprint(w.Data["waiting"]), "rateLimited answer from the CA", "the answer says why it waits")
+	assert.Equal(t, attemptsAfterFailure, proxy.Requests(http.MethodPost, orderPath), "no new-order request before Retry-After")
+
+	// When Retry-After has passed, the waiting renewal goes through by itself.
+	renewed := waitCertField(t, c, id, time.Until(next)+60*time.Second, "a new certificate after Retry-After", func(r *Resp) bool {
+		return fmt.Sprint(r.Data["serial_number"]) != first.SerialNumber
+	})
+	assert.False(t, time.Now().Before(next.Add(-2*time.Second)), "renewed before Retry-After")
 	assert.NotEqual(t, first.SerialNumber, fmt.Sprint(renewed.Data["serial_number"]))
 	assert.Equal(t, 0, intField(renewed.Data, "attempts"))
 	assert.Empty(t, renewed.Data["last_error"])
