@@ -101,26 +101,34 @@ func applyWindow(c *storage.CertEntry, w *acme.RenewalWindow, now time.Time) str
 		// do not pull the renewal towards the window's start.
 		return ""
 	}
-	// Keep the point inside the CA's window, but out of the last third of the life when the window
-	// leaves room before it (short certificates get windows spanning their whole life), and never
-	// in the last tenth: leave time to retry before expiry.
+	// The point is drawn uniformly from the part of the CA's window that is still ahead (drawing
+	// from the part already past would renew at once, right after issuance when the window starts
+	// there), bounded so that:
+	//   - it leaves a third of the life when the window leaves room before that last third (short
+	//     certificates get windows spanning their whole life), and never less than a tenth;
+	//   - it uses at least a third of the life when the window reaches past that point: a window
+	//     opening at issuance is not a request to renew right after it.
+	// A window wholly in the past (the CA wants the certificate replaced, e.g. revoked) means now.
 	latest := c.NotAfter.Add(-life / 10)
 	if lastThird := c.NotAfter.Add(-life / 3); w.Start.Before(lastThird) {
 		latest = lastThird
 	}
-	start, end := w.Start, w.End
+	end := w.End
 	if end.After(latest) {
 		end = latest
 	}
-	if start.After(end) {
-		start = end
+	start := w.Start
+	if start.Before(now) {
+		start = now
 	}
-	at := start
-	if span := end.Sub(start); span > 0 {
-		at = at.Add(time.Duration(rand.Int64N(int64(span))))
+	if firstThird := c.NotBefore.Add(life / 3); start.Before(firstThird) && firstThird.Before(end) {
+		start = firstThird
 	}
-	if at.Before(now) {
-		at = now
+	at := now
+	if end.After(start) {
+		at = start.Add(time.Duration(rand.Int64N(int64(end.Sub(start)))))
+	} else if end.After(now) {
+		at = end
 	}
 	early := at.Before(plannedRenewal(c.NotBefore, c.NotAfter).Add(-life / 20))
 	if early && !c.LastEarlyRenewal.IsZero() && now.Sub(c.LastEarlyRenewal) < min(12*time.Hour, life/2) {

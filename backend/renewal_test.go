@@ -377,3 +377,36 @@ func TestApplyWindowKeepsAThirdOfTheLife(t *testing.T) {
 	require.False(t, c.RenewAt.Before(na.Add(-life/4)), "inside the CA's window")
 	require.False(t, c.RenewAt.After(na.Add(-life/10)), "never in the last tenth")
 }
+
+// Pebble gives short certificates a window spanning their whole life, and the plugin first asks
+// for it a tenth of the life after issuance: the point is never in the past (which renewed at
+// once: the soak's spurious orders with 85 % of the life left) and lies in the middle third.
+func TestApplyWindowNoRenewalRightAfterIssuance(t *testing.T) {
+	nb := time.Now().UTC().Add(-18 * time.Second)
+	na := nb.Add(180 * time.Second)
+	life := na.Sub(nb)
+	now := nb.Add(18 * time.Second)
+	for range 500 {
+		c := &storage.CertEntry{NotBefore: nb, NotAfter: na}
+		require.Empty(t, applyWindow(c, &acme.RenewalWindow{Start: nb, End: na}, now))
+		require.False(t, c.RenewAt.Before(nb.Add(life/3)), "renew_at %s after issuance uses less than a third", c.RenewAt.Sub(nb))
+		require.False(t, c.RenewAt.After(na.Add(-life/3)))
+	}
+	// Let's Encrypt-shaped window for 90 days: [60 d, 62 d] — drawn inside it, in the future.
+	nb90 := now.Add(-59 * 24 * time.Hour)
+	na90 := nb90.Add(90 * 24 * time.Hour)
+	c := &storage.CertEntry{NotBefore: nb90, NotAfter: na90}
+	w := &acme.RenewalWindow{Start: nb90.Add(60 * 24 * time.Hour), End: nb90.Add(62 * 24 * time.Hour)}
+	require.Empty(t, applyWindow(c, w, now))
+	require.False(t, c.RenewAt.Before(w.Start) || c.RenewAt.After(w.End))
+	// A window wholly in the past (Pebble's answer for a revoked certificate) means now.
+	c = &storage.CertEntry{NotBefore: nb, NotAfter: na}
+	require.Empty(t, applyWindow(c, &acme.RenewalWindow{Start: now.Add(-time.Hour), End: now.Add(-time.Hour + time.Second)}, now))
+	require.Equal(t, now, c.RenewAt)
+	// An early window the CA asks for (inside the first third, e.g. before a mass revocation) is honoured.
+	c = &storage.CertEntry{NotBefore: nb90, NotAfter: na90}
+	early := &acme.RenewalWindow{Start: now.Add(time.Hour), End: now.Add(2 * time.Hour)}
+	c.NotBefore = now.Add(-24 * time.Hour)
+	require.Empty(t, applyWindow(c, early, now))
+	require.False(t, c.RenewAt.Before(early.Start) || c.RenewAt.After(early.End), "inside the early window")
+}
