@@ -45,8 +45,9 @@ demo: need-demo build
 demo-stop:
 	bash scripts/env-down.sh $(CURDIR)/.demo
 
-## bench: time issuance through Vault against the lego CLI (same Pebble and BIND), and the
-## periodic tick with 10,000 stored certificates (none due, 100 due).
+## bench: time issuance through Vault against the lego CLI (same Pebble and BIND), fairness between
+## tenants, forced renewals and the order budget against baselines without them (e2e/bench_fairness_test.go),
+## and the periodic tick with 10,000 stored certificates (none due, 100 due).
 bench: need-bench build bench-tick
 	bash scripts/bench.sh
 

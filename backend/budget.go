@@ -90,9 +90,12 @@ func (b *backend) reserve(p *issuePlan, req budget.Request) error {
 // name's failed-authorization token.
 func (b *backend) settle(req budget.Request, placed bool, err error) {
 	if errors.Is(err, acme.ErrRateLimited) {
-		// Usually the answer to the new order itself (so none was placed): hold either way.
+		// Usually the answer to the new order itself (so none was placed): hold either way, and
+		// give nothing back — a refund would refill the bucket RateLimited just emptied, and
+		// each refusal would make room for the next burst.
 		d, _ := acme.RetryAfter(err)
 		b.budget.b.RateLimited(req, time.Now().Add(d))
+		return
 	}
 	if !placed {
 		b.budget.b.Refund(req)

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/budget"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
@@ -134,4 +136,28 @@ func TestRewriteRetriesOncePerBackoffStep(t *testing.T) {
 	require.NoError(t, storage.StoreCert(context.Background(), s, "web", c))
 	require.Equal(t, storage.StatusValid, dataOf(t, write())["status"])
 	require.EqualValues(t, 3, ca.orders.Load())
+}
+
+// A rateLimited answer to a new order empties the account's orders bucket and gives nothing back,
+// though no order was placed: a refund would refill the bucket and each refusal would make room
+// for the next burst.
+func TestRateLimitedAnswerIsNotRefunded(t *testing.T) {
+	b, _, _ := getTestBackend(t)
+	req := budget.Request{Account: "main", Identifiers: []string{"a.example.com"}}
+	require.NoError(t, b.budget.b.SetLimits("main", budget.Limits{OrdersPerAccount: budget.Limit{Count: 5, Period: 10 * time.Second}}))
+	ok, _, _ := b.budget.b.Reserve(req)
+	require.True(t, ok)
+	b.settle(req, false, &acme.Error{Kind: acme.ErrRateLimited}) // no Retry-After, no order placed
+	ok, retryAt, why := b.budget.b.Reserve(req)
+	require.False(t, ok, "the CA said no: the bucket stays empty")
+	require.Contains(t, why, "new orders per account")
+	require.WithinDuration(t, time.Now().Add(2*time.Second), retryAt, 500*time.Millisecond, "one refill interval")
+	// Without a rateLimited answer, an order that was never placed is refunded.
+	require.NoError(t, b.budget.b.SetLimits("other", budget.Limits{OrdersPerAccount: budget.Limit{Count: 1, Period: time.Hour}}))
+	other := budget.Request{Account: "other", Identifiers: []string{"b.example.com"}}
+	ok, _, _ = b.budget.b.Reserve(other)
+	require.True(t, ok)
+	b.settle(other, false, errors.New("solver failed before the order"))
+	ok, _, _ = b.budget.b.Reserve(other)
+	require.True(t, ok, "refunded")
 }

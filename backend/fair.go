@@ -119,12 +119,20 @@ func (f *fairSlots) grantLocked() {
 	}
 }
 
+// waitingReason says why a job of group waits for a worker, as things stand now.
+func (f *fairSlots) waitingReason(group string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waitingReasonLocked(group)
+}
+
 // waitingReasonLocked says why group's job waits for a worker, for reads and status/certs.
 func (f *fairSlots) waitingReasonLocked(group string) string {
+	waiting := len(f.queues[group])
 	if f.running[group] >= f.perGroup {
-		return fmt.Sprintf("queued: role %q already has %d jobs running, the most one role may have while others wait", group, f.running[group])
+		return fmt.Sprintf("queued: role %q already has %d jobs running, the most one role may have while others wait (%d of its jobs queued)", group, f.running[group], waiting)
 	}
-	return fmt.Sprintf("queued: all %d workers are busy", f.n)
+	return fmt.Sprintf("queued: all %d workers are busy (role %q: %d running, %d queued)", f.n, group, f.running[group], waiting)
 }
 
 // stats returns how many jobs run and wait, in all and per group.

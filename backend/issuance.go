@@ -64,7 +64,7 @@ func (b *backend) startJob(name string) *job {
 		if c, err := storage.LoadCert(ctx, b.storage, name); err == nil && c != nil {
 			role = c.Role
 		}
-		release, err := b.workers.acquire(ctx, role, func(reason string) { b.waiting.Store(name, reason) })
+		release, err := b.workers.acquire(ctx, role, func(string) { b.waiting.Store(name, waitState{queuedRole: role}) })
 		b.waiting.Delete(name)
 		if err != nil {
 			j.err = err
@@ -181,7 +181,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	if errors.As(err, &wait) {
 		// Not a failure: the order waits for the account's budget.
 		b.budget.deferName(name, wait.until)
-		b.waiting.Store(name, budgetWaitReason(p.role.Account, wait))
+		b.waiting.Store(name, waitState{budget: budgetWaitReason(p.role.Account, wait)})
 		log.Info("waiting for the order budget", "until", wait.until.UTC().Format(time.RFC3339), "limit", wait.why)
 		return nil
 	}

@@ -131,12 +131,27 @@ func (b *backend) CertificateSummaries() map[string]paths.CertSummary {
 	sums := b.sched.summaries()
 	b.waiting.Range(func(k, v any) bool {
 		if s, ok := sums[k.(string)]; ok {
-			s.Waiting = v.(string)
+			s.Waiting = b.waitReason(v.(waitState))
 			sums[k.(string)] = s
 		}
 		return true
 	})
 	return sums
+}
+
+// waitState is why a certificate's job waits: queued for a worker under its role, or for the
+// order budget (the reason, fixed until the next try).
+type waitState struct {
+	queuedRole string
+	budget     string
+}
+
+// waitReason words w as it stands now (a queue position changes while the job waits).
+func (b *backend) waitReason(w waitState) string {
+	if w.budget != "" {
+		return w.budget
+	}
+	return b.workers.waitingReason(w.queuedRole)
 }
 
 // CountCertificates returns how many stored certificates use role (from the schedule, which
@@ -156,7 +171,7 @@ func (b *backend) CountCertificates(role string) int {
 // CertificateWaiting says why the named certificate's job waits, or "".
 func (b *backend) CertificateWaiting(name string) string {
 	if v, ok := b.waiting.Load(name); ok {
-		return v.(string)
+		return b.waitReason(v.(waitState))
 	}
 	return ""
 }

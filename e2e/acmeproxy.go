@@ -57,6 +57,7 @@ type ACMEProxy struct {
 	fault        Fault
 	orderBodies  []map[string]any // decoded JWS payloads of accepted (201) new-order requests
 	orderTimes   []time.Time      // when each accepted new-order request arrived
+	statuses     map[int]int      // upstream answers by HTTP status (injected faults not counted)
 }
 
 // orderPayloadKey carries a new-order request's decoded payload and arrival time to modifyResponse.
@@ -101,6 +102,7 @@ func NewACMEProxy(upstreamBase string, upstreamRootsPEM []byte) (*ACMEProxy, err
 		listener:     ln,
 		newOrderPath: "/order-plz", // Pebble's; replaced by what the directory says once seen
 		requests:     map[string]int{},
+		statuses:     map[int]int{},
 	}
 
 	transport := &http.Transport{
@@ -178,6 +180,14 @@ func (p *ACMEProxy) NewOrderPath() string {
 	return p.newOrderPath
 }
 
+// UpstreamStatuses is how many answers the upstream gave with HTTP status code (e.g. 429 for
+// rateLimited); answers written by an injected Fault are not counted.
+func (p *ACMEProxy) UpstreamStatuses(code int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.statuses[code]
+}
+
 // NewOrderPayloads returns the decoded JWS payloads of the new-order requests the upstream
 // accepted (201), in order, e.g. to check a renewal's "replaces" field. Requests it refused (such
 // as Pebble's deliberate badNonce rejections, which clients retry) are not included.
@@ -225,6 +235,7 @@ func (p *ACMEProxy) Reset() {
 	defer p.mu.Unlock()
 	p.newOrders = 0
 	p.requests = map[string]int{}
+	p.statuses = map[int]int{}
 	p.orderBodies = nil
 	p.orderTimes = nil
 }
@@ -346,6 +357,10 @@ func (p *ACMEProxy) modifyResponse(resp *http.Response) error {
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	resp.Header.Del("Content-Encoding") // never compressed by Pebble; be safe after rewriting
+
+	p.mu.Lock()
+	p.statuses[resp.StatusCode]++
+	p.mu.Unlock()
 
 	req := resp.Request
 	if req.Method == http.MethodGet || req.Method == http.MethodPost {

@@ -500,7 +500,7 @@ func (e *Env) CreateDNS(t testing.TB, c *vaultapi.Client, name string, overrides
 }
 
 // DefaultProfile is the Pebble profile roles ask for unless told otherwise. Pebble picks a RANDOM
-// profile for an order that names none ("default" 90 days or "shortlived" 300 s, see env-up.sh),
+// profile for an order that names none ("default" 90 days, "shortlived" 300 s or "soak" 180 s, see env-up.sh),
 // so tests name one to be deterministic.
 const DefaultProfile = "default"
 

@@ -239,6 +239,13 @@ type consulTemplate struct {
 // printed if t failed.
 func startConsulTemplate(t testing.TB, token, tmpl string) *consulTemplate {
 	t.Helper()
+	return startConsulTemplateAt(t, env.VaultAddr, token, tmpl)
+}
+
+// startConsulTemplateAt is startConsulTemplate against the Vault at vaultAddr (a test's own
+// environment).
+func startConsulTemplateAt(t testing.TB, vaultAddr, token, tmpl string) *consulTemplate {
+	t.Helper()
 	bin := consulTemplateBin(t)
 	dir := t.TempDir()
 	ct := &consulTemplate{Dest: filepath.Join(dir, "out.pem"), Log: filepath.Join(dir, "consul-template.log")}
@@ -261,7 +268,7 @@ template {
   destination = %q
   perms       = "0600"
 }
-`, env.VaultAddr, token, src, ct.Dest)), 0o600))
+`, vaultAddr, token, src, ct.Dest)), 0o600))
 
 	logf, err := os.Create(ct.Log)
 	require.NoError(t, err)

@@ -130,7 +130,7 @@ func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 	resp := &logical.Response{Data: certWriteResponse(c, h.engine.CertificateWaiting(name))}
-	if c.ForceRenewal {
+	if c.ForceRenewal || !c.Current() {
 		resp.AddWarning(fmt.Sprintf("the renewal continues in the background: read certs/%s for the new certificate", name))
 		return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
 	}

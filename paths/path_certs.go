@@ -292,6 +292,13 @@ func applyCertSpec(existing, spec *storage.CertEntry, now time.Time) (*storage.C
 		}
 		return &e, false
 	}
+	if slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile {
+		// Only the role changes: the certificate already carries these names (the new role allows
+		// them, certSpec checked), so nothing is reissued; renewals use the new role's account.
+		// Switching roles is no way around forced_renewal_interval.
+		e.Role, e.UpdatedAt = spec.Role, now
+		return &e, true
+	}
 	e.Role, e.Domains, e.KeyType, e.Profile = spec.Role, spec.Domains, spec.KeyType, spec.Profile
 	e.Generation++
 	e.Status, e.LastError, e.Attempts, e.NextAttemptAt, e.UpdatedAt = storage.StatusPending, "", 0, time.Time{}, now

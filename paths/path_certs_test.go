@@ -611,3 +611,29 @@ func TestCertReadDeleteRefuseBadNames(t *testing.T) {
 		}
 	}
 }
+
+// Changing only the role of a certificate (same names, key type and profile) reissues nothing: the
+// certificate already carries the names the new role allows. Switching roles in a loop is then no
+// way to place orders past forced_renewal_interval.
+func TestCertRoleOnlyChangeReissuesNothing(t *testing.T) {
+	h := certHarness(t)
+	h.role("web2", map[string]any{"allowed_cert_names": "*"})
+	h.ok(logical.CreateOperation, "certs/w", map[string]any{"role": "web", "domains": "www.example.com"})
+	before := h.loadCert("w")
+	h.e.reset()
+	for _, role := range []string{"web2", "web", "web2"} {
+		resp := h.ok(logical.UpdateOperation, "certs/w", map[string]any{"role": role})
+		require.Equal(t, http.StatusOK, statusOf(resp))
+		c := h.loadCert("w")
+		require.Equal(t, role, c.Role)
+		require.Equal(t, before.Generation, c.Generation, "no new generation")
+		require.Equal(t, before.SerialNumber, c.SerialNumber, "same certificate")
+	}
+	require.Empty(t, h.e.names("EnsureCertificate"), "nothing to issue")
+	// A role that does not allow the names is refused, and the certificate keeps its role.
+	h.role("other", map[string]any{"allowed_domains": "example.net"})
+	resp, err := h.do(logical.UpdateOperation, "certs/w", map[string]any{"role": "other"})
+	require.NoError(t, err)
+	require.True(t, resp.IsError())
+	require.Equal(t, "web2", h.loadCert("w").Role)
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: N single-certificate issuances through Vault (vault write, which waits, + vault read)
 # and N with the lego CLI (lego run), against the same Pebble + BIND 9 environment on 127.0.0.1.
-# Prints every run's seconds and min/median/max for both.
+# Prints every run's seconds and min/median/max for both. Then the fairness benchmark
+# (TestBenchFairness): fair workers, forced_renewal_interval and the order budget vs baselines.
 #
 # Usage: scripts/bench.sh        Environment: LE_BENCH_N (default 5), LE_PLUGIN_BIN, LE_PLUGIN_VERSION.
 set -euo pipefail
@@ -18,7 +19,7 @@ export LE_LEGO_BIN="$LE_TOOLS_DIR/bin/lego"
 
 cd "$REPO/e2e"
 set +e
-go test -tags bench -count=1 -v -timeout 30m -run '^TestBenchIssuance$' . 2>&1 |
+go test -tags bench -count=1 -v -timeout 30m -run '^(TestBenchIssuance|TestBenchFairness)$' . 2>&1 |
   grep -v -E '^(=== RUN|--- PASS|PASS$|ok )'
 rc=${PIPESTATUS[0]}
 exit "$rc"
