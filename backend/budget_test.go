@@ -161,3 +161,24 @@ func TestRateLimitedAnswerIsNotRefunded(t *testing.T) {
 	ok, _, _ = b.budget.b.Reserve(other)
 	require.True(t, ok, "refunded")
 }
+
+// renew/ of a certificate whose issuance keeps failing gets one early retry per backoff step, like
+// a rewrite, and keeps its failure count: renew/ in a loop is no way around the backoff.
+func TestRenewOfFailingIssuanceRetriesOncePerStep(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	ca.fail = &acme.Error{Kind: acme.ErrRejected, ProblemType: "urn:ietf:params:acme:error:caa", Detail: "CAA forbids"}
+	request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
+	require.EqualValues(t, 1, ca.orders.Load())
+	request(t, b, s, logical.UpdateOperation, "renew/web", map[string]any{"wait": 5})
+	require.EqualValues(t, 2, ca.orders.Load(), "one early retry")
+	require.Equal(t, 2, loadCert(t, s, "web").Attempts, "the failure count is kept")
+	for range 5 {
+		_, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "renew/web", Storage: s,
+			Data: map[string]any{"wait": 1}})
+		var coded logical.HTTPCodedError
+		require.ErrorAs(t, err, &coded)
+		require.Equal(t, 429, coded.Code())
+	}
+	require.EqualValues(t, 2, ca.orders.Load(), "no more attempts before the backoff ends")
+}

@@ -61,12 +61,31 @@ func ClipResponse(resp *logical.Response, err error) (*logical.Response, error) 
 			resp.Data["error"] = ClipMessage(msg)
 		}
 	}
+	if resp != nil {
+		// Vault's framework warns about unknown parameters by name: a 1 MB name must not come back.
+		for i, w := range resp.Warnings {
+			resp.Warnings[i] = clipWarning(w)
+		}
+	}
 	if err != nil && len(err.Error()) > maxQuotedLen {
 		if clipped := ClipMessage(err.Error()); clipped != err.Error() {
 			err = clipError(err, clipped)
 		}
 	}
 	return resp, err
+}
+
+// clipWarning shortens a warning like an error message; unquoted lists (Vault's "Endpoint ignored
+// these unrecognized parameters: [...]") are cut at maxQuotedLen per item by the whole-message bound.
+func clipWarning(w string) string {
+	if len(w) <= maxQuotedLen {
+		return w
+	}
+	w = ClipMessage(w)
+	if len(w) > maxMessageLen/4 {
+		w = cutUTF8(w, maxMessageLen/4) + "... (warning shortened)"
+	}
+	return w
 }
 
 // clipError returns an error with message msg of the same kind as err, as far as Vault's plugin

@@ -63,3 +63,12 @@ func TestClipResponseKeepsErrorKinds(t *testing.T) {
 	_, err = ClipResponse(nil, logical.ErrReadOnly)
 	assert.Same(t, logical.ErrReadOnly, err)
 }
+
+// Vault's framework warns about unknown parameters by name; a huge name is not echoed whole.
+func TestClipResponseWarnings(t *testing.T) {
+	resp := &logical.Response{Warnings: []string{"short", "Endpoint ignored these unrecognized parameters: [" + strings.Repeat("B", 1_000_000) + "]"}}
+	resp, _ = ClipResponse(resp, nil)
+	require.Equal(t, "short", resp.Warnings[0])
+	require.Less(t, len(resp.Warnings[1]), 400)
+	require.Contains(t, resp.Warnings[1], "unrecognized parameters")
+}

@@ -100,6 +100,26 @@ func tooSoon(ctx context.Context, s logical.Storage, name string, c *storage.Cer
 	return nil
 }
 
+// forceRenewal marks c for renewal now and stores it. A certificate that has none issued yet (its
+// issuance is failing) gets what a rewrite gets: one early retry per backoff step, its failure
+// count kept, so renew/ in a loop cannot turn the backoff into a stream of attempts.
+func forceRenewal(ctx context.Context, s logical.Storage, name string, c *storage.CertEntry, now time.Time) error {
+	if c.Certificate == "" {
+		if c.Status != storage.StatusFailed || !now.Before(c.NextAttemptAt) {
+			return nil // pending or due anyway: the write's EnsureCertificate-like path below starts it
+		}
+		if c.EarlyRetryAttempt == c.Attempts {
+			return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(
+				"certificate %q has no certificate yet and its last attempt, already an early retry, failed: the next attempt starts at %s",
+				name, c.NextAttemptAt.UTC().Format(time.RFC3339)))
+		}
+		c.NextAttemptAt, c.EarlyRetryAttempt, c.UpdatedAt = time.Time{}, c.Attempts+1, now
+		return storage.StoreCert(ctx, s, name, c)
+	}
+	c.ForceRenewal, c.Attempts, c.NextAttemptAt, c.UpdatedAt = true, 0, time.Time{}, now
+	return storage.StoreCert(ctx, s, name, c)
+}
+
 func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := ValidateCertName(name); err != nil {
@@ -114,8 +134,7 @@ func (h *certActionHandler) renew(ctx context.Context, req *logical.Request, d *
 	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err == nil && c != nil {
 		if err = tooSoon(ctx, req.Storage, name, c, "renewed"); err == nil {
-			c.ForceRenewal, c.Attempts, c.NextAttemptAt, c.UpdatedAt = true, 0, time.Time{}, time.Now().UTC()
-			err = storage.StoreCert(ctx, req.Storage, name, c)
+			err = forceRenewal(ctx, req.Storage, name, c, time.Now().UTC())
 		}
 	}
 	lock.Unlock()
