@@ -62,7 +62,9 @@ free_port() {
   local var="$1" n="${2:-1}" p i ok tries=0
   while [ $tries -lt 500 ]; do
     tries=$((tries + 1))
-    p=$((20000 + RANDOM % 40000))
+    # Below Linux's ephemeral range (32768-60999 by default), so that no listener on port 0 or
+    # outgoing connection of a test running meanwhile takes the port before its server binds it.
+    p=$((20000 + RANDOM % 12000))
     ok=1
     for ((i = 0; i < n; i++)); do
       if port_in_use $((p + i)); then ok=0; break; fi
@@ -253,7 +255,8 @@ PEBBLE_CONFIG="$STATE_DIR/pebble/config.json"
 PEBBLE_EAB_KID="kid-e2e"
 PEBBLE_EAB_HMAC_KEY="$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 # NOTE: Pebble picks a RANDOM profile for an order that names none, so clients (roles) should
-# name one: "default" (90 days, CN promoted) or "shortlived" (300 s, for renewal tests).
+# name one: "default" (90 days, CN promoted), "shortlived" (300 s, for renewal tests) or "soak"
+# (180 s, for the soak test).
 cat >"$PEBBLE_CONFIG" <<EOF
 {
   "pebble": {
@@ -270,7 +273,8 @@ cat >"$PEBBLE_CONFIG" <<EOF
     "keyAlgorithm": "ecdsa",
     "profiles": {
       "default": { "description": "90-day certificates, first name promoted to the subject CN", "validityPeriod": 7776000, "promoteCommonName": true },
-      "shortlived": { "description": "5-minute certificates for renewal tests", "validityPeriod": 300 }
+      "shortlived": { "description": "5-minute certificates for renewal tests", "validityPeriod": 300 },
+      "soak": { "description": "3-minute certificates for the soak test (TestSoakNeverExpired)", "validityPeriod": 180 }
     }
   }
 }
