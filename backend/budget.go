@@ -73,13 +73,40 @@ func budgetRequest(p *issuePlan, renewing, ari bool) budget.Request {
 	return budget.Request{Account: p.role.Account, Identifiers: p.cert.Domains, Renewal: renewing, ARI: ari}
 }
 
-// reserve takes the order's tokens, or returns an *errBudgetWait.
+// roleBudgetKey is the budget's key of a role's own order bucket (role order_limit); it cannot
+// collide with an account name, which has no NUL.
+func roleBudgetKey(role string) string { return "role\x00" + role }
+
+// roleRequest is the request against the role's own order bucket, or false when the role sets
+// no order_limit (then only the account's budget applies).
+func roleRequest(p *issuePlan, req budget.Request) (budget.Request, budget.Limit, bool) {
+	l, err := budget.ParseLimit(p.role.OrderLimit)
+	if err != nil || l.Count == 0 {
+		return budget.Request{}, budget.Limit{}, false
+	}
+	return budget.Request{Account: roleBudgetKey(p.cert.Role), Renewal: req.Renewal, ARI: req.ARI}, l, true
+}
+
+// reserve takes the order's tokens — from the role's own bucket when it sets order_limit, and
+// from the account's budget — all or nothing, or returns an *errBudgetWait.
 func (b *backend) reserve(p *issuePlan, req budget.Request) error {
 	if err := b.budget.b.SetLimits(req.Account, paths.AccountLimits(p.account)); err != nil {
 		return fmt.Errorf("order budget of account %q: %w", req.Account, err)
 	}
+	rreq, rl, perRole := roleRequest(p, req)
+	if perRole {
+		if err := b.budget.b.SetLimits(rreq.Account, budget.Limits{OrdersPerAccount: rl}); err != nil {
+			return fmt.Errorf("order_limit of role %q: %w", p.cert.Role, err)
+		}
+		if ok, until, _ := b.budget.b.Reserve(rreq); !ok {
+			return &errBudgetWait{until: until, why: fmt.Sprintf("orders of role %q (%s)", p.cert.Role, rl)}
+		}
+	}
 	ok, until, why := b.budget.b.Reserve(req)
 	if !ok {
+		if perRole {
+			b.budget.b.Refund(rreq)
+		}
 		return &errBudgetWait{until: until, why: why}
 	}
 	return nil
@@ -88,7 +115,10 @@ func (b *backend) reserve(p *issuePlan, req budget.Request) error {
 // settle tells the budget how an order ended: nothing spent when no order was placed; a
 // rateLimited answer holds the account until the CA's Retry-After; a failed validation spends the
 // name's failed-authorization token.
-func (b *backend) settle(req budget.Request, placed bool, err error) {
+func (b *backend) settle(p *issuePlan, req budget.Request, placed bool, err error) {
+	if rreq, _, perRole := roleRequest(p, req); perRole && !placed {
+		b.budget.b.Refund(rreq) // a role's tokens pay only for orders placed
+	}
 	if errors.Is(err, acme.ErrRateLimited) {
 		// Usually the answer to the new order itself (so none was placed): hold either way, and
 		// give nothing back — a refund would refill the bucket RateLimited just emptied, and

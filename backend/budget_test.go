@@ -147,7 +147,8 @@ func TestRateLimitedAnswerIsNotRefunded(t *testing.T) {
 	require.NoError(t, b.budget.b.SetLimits("main", budget.Limits{OrdersPerAccount: budget.Limit{Count: 5, Period: 10 * time.Second}}))
 	ok, _, _ := b.budget.b.Reserve(req)
 	require.True(t, ok)
-	b.settle(req, false, &acme.Error{Kind: acme.ErrRateLimited}) // no Retry-After, no order placed
+	plan := &issuePlan{role: &storage.RoleEntry{}, cert: &storage.CertEntry{Role: "web"}}
+	b.settle(plan, req, false, &acme.Error{Kind: acme.ErrRateLimited}) // no Retry-After, no order placed
 	ok, retryAt, why := b.budget.b.Reserve(req)
 	require.False(t, ok, "the CA said no: the bucket stays empty")
 	require.Contains(t, why, "new orders per account")
@@ -157,7 +158,7 @@ func TestRateLimitedAnswerIsNotRefunded(t *testing.T) {
 	other := budget.Request{Account: "other", Identifiers: []string{"b.example.com"}}
 	ok, _, _ = b.budget.b.Reserve(other)
 	require.True(t, ok)
-	b.settle(other, false, errors.New("solver failed before the order"))
+	b.settle(plan, other, false, errors.New("solver failed before the order"))
 	ok, _, _ = b.budget.b.Reserve(other)
 	require.True(t, ok, "refunded")
 }
@@ -181,4 +182,32 @@ func TestRenewOfFailingIssuanceRetriesOncePerStep(t *testing.T) {
 		require.Equal(t, 429, coded.Code())
 	}
 	require.EqualValues(t, 2, ca.orders.Load(), "no more attempts before the backoff ends")
+}
+
+// A role's order_limit is its own share of the account's orders: its certificates wait when it is
+// spent while another role of the same account still orders.
+func TestRoleOrderLimit(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	resp := request(t, b, s, logical.UpdateOperation, "roles/web", map[string]any{"order_limit": "2/1h"})
+	require.False(t, resp.IsError(), resp.Error())
+	require.Equal(t, "2/1h", resp.Data["order_limit"])
+	resp = request(t, b, s, logical.CreateOperation, "roles/other", map[string]any{"account": "main", "dns": "ns",
+		"allowed_domains": "example.com", "allow_subdomains": true, "allowed_cert_names": "other*"})
+	require.False(t, resp.IsError(), resp.Error())
+	for i := range 3 {
+		resp := request(t, b, s, logical.CreateOperation, fmt.Sprintf("certs/web%d", i), map[string]any{"role": "web", "domains": fmt.Sprintf("w%d.example.com", i), "wait": 5})
+		if i < 2 {
+			require.Equal(t, storage.StatusValid, dataOf(t, resp)["status"])
+			continue
+		}
+		require.Contains(t, dataOf(t, resp)["waiting"], `orders of role "web" (2/1h)`)
+	}
+	resp = request(t, b, s, logical.CreateOperation, "certs/other1", map[string]any{"role": "other", "domains": "o.example.com", "wait": 5})
+	require.Equal(t, storage.StatusValid, dataOf(t, resp)["status"], "another role of the same account still orders")
+	require.EqualValues(t, 3, ca.orders.Load())
+	for _, bad := range []string{"-1/1h", "5/0s", "lots"} {
+		resp := request(t, b, s, logical.UpdateOperation, "roles/web", map[string]any{"order_limit": bad})
+		require.True(t, resp.IsError(), bad)
+	}
 }

@@ -356,7 +356,7 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 		return onOrder(orderURL)
 	}
 	cert, err := client.Obtain(ctx, req, b.poll)
-	b.settle(breq, placed, err)
+	b.settle(p, breq, placed, err)
 	b.saveBudget(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, nil, false, err

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/budget"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
@@ -51,12 +52,13 @@ var roleFields = map[string]*framework.FieldSchema{
 	"key_type":                    {Type: framework.TypeString, Default: string(acme.DefaultKeyType), AllowedValues: anySlice(acme.KeyTypes()), Description: "Default key type of certificates: " + strings.Join(acme.KeyTypes(), ", ") + "."},
 	"allowed_key_types":           {Type: framework.TypeCommaStringSlice, Description: "Key types a certificate may ask for besides key_type; * for any. Default: only key_type."},
 	"forced_renewal_interval":     {Type: framework.TypeDurationSecond, Default: int(storage.DefaultForcedRenewalInterval.Seconds()), Description: "Shortest time between a certificate's issuance and a renewal or revocation by hand (renew/<name>, revoke/<name>), so a tenant cannot spend the shared account's orders in a loop. 0: no limit. Default 1h."},
+	"order_limit":                 {Type: framework.TypeString, Description: "The role's own limit on new orders, as N/period (e.g. 50/3h), on top of its account's order budget, so one tenant cannot spend a shared account's budget alone. Empty or 0: only the account's budget. ARI renewals are exempt."},
 	"max_certificates":            {Type: framework.TypeInt, Description: "How many certificates may use the role at most (a tenant's quota); 0: no limit. Lowering it below the current count refuses only new certificates."},
 	"allowed_profiles":            {Type: framework.TypeCommaStringSlice, Description: "CA profiles a certificate may ask for besides profile; * for any. Default: only profile (a tenant cannot pick e.g. shortlived, which multiplies orders)."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
-	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval", "max_certificates")
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval", "max_certificates", "order_limit")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e}
@@ -88,6 +90,7 @@ func roleResponse(r *storage.RoleEntry) map[string]any {
 		"allowed_profiles":            nonNil(r.AllowedProfiles),
 		"forced_renewal_interval":     int64(r.ForcedRenewalInterval().Seconds()),
 		"max_certificates":            r.MaxCertificates,
+		"order_limit":                 r.OrderLimit,
 	}
 }
 
@@ -201,6 +204,17 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 			return badInput("forced_renewal_interval must be between 0 and %d days", maxForcedRenewalSeconds/86400)
 		}
 		r.ForcedRenewalSeconds = &secs
+	}
+	if v, ok := d.GetOk("order_limit"); ok {
+		raw := strings.TrimSpace(v.(string))
+		if raw != "" {
+			l, err := budget.ParseLimit(raw)
+			if err != nil {
+				return fieldError("order_limit", err)
+			}
+			raw = l.String()
+		}
+		r.OrderLimit = raw
 	}
 	if v, ok := d.GetOk("max_certificates"); ok {
 		n := v.(int)

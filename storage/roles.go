@@ -32,6 +32,9 @@ type RoleEntry struct {
 	ForcedRenewalSeconds *int64 `json:"forced_renewal_interval,omitempty"`
 	// MaxCertificates bounds how many certificates may use the role; 0: no bound.
 	MaxCertificates int `json:"max_certificates,omitempty"`
+	// OrderLimit is the role's own share of its account's new orders ("N/period"; "" or "0":
+	// only the account's budget applies).
+	OrderLimit string `json:"order_limit,omitempty"`
 }
 
 // DefaultForcedRenewalInterval bounds how often a certificate can be renewed or revoked by hand,
