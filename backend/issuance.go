@@ -442,8 +442,10 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 	now := time.Now().UTC()
 	c.Attempts++
 	delay := retryDelay(c, c.Attempts, now)
-	if d, ok := acme.RetryAfter(cause); ok && d > delay {
-		delay = d // the CA's word wins, even against the clock
+	if d, ok := acme.RetryAfter(cause); ok && d > 0 && (d > delay || errors.Is(cause, acme.ErrRateLimited)) {
+		// The CA's word wins, even against the clock; after a rateLimited answer it is the whole
+		// story (the account is held until then, nothing to back off from).
+		delay = d
 	}
 	if !c.Current() {
 		// A certificate that is still served stays valid; last_error and attempts tell of the
