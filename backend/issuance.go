@@ -198,7 +198,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 		ev = eventRenewed
 	}
 	b.certEvent(ctx, ev, name, true)
-	log.Info("certificate stored", "renewal", renewing, "domains", strings.Join(p.cert.Domains, ","), "duration", time.Since(start).Round(time.Millisecond))
+	log.Info("certificate stored", "renewal", renewing, "domains", strings.Join(p.cert.Domains, ","), "duration", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

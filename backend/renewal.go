@@ -130,7 +130,11 @@ func applyWindow(c *storage.CertEntry, w *acme.RenewalWindow, now time.Time) str
 	} else if end.After(now) {
 		at = end
 	}
-	early := at.Before(plannedRenewal(c.NotBefore, c.NotAfter).Add(-life / 20))
+	// Early: the CA asks for a renewal within the first third of the life (the window does not
+	// reach past it). Twice in a row soon after an early renewal is ignored, so a broken or
+	// hostile CA cannot make the plugin renew in a loop; a point drawn from a window that does
+	// reach past the first third is not early (it uses at least a third of the life).
+	early := at.Before(c.NotBefore.Add(life / 3))
 	if early && !c.LastEarlyRenewal.IsZero() && now.Sub(c.LastEarlyRenewal) < min(12*time.Hour, life/2) {
 		return "early window right after an early renewal"
 	}

@@ -410,3 +410,33 @@ func TestApplyWindowNoRenewalRightAfterIssuance(t *testing.T) {
 	require.Empty(t, applyWindow(c, early, now))
 	require.False(t, c.RenewAt.Before(early.Start) || c.RenewAt.After(early.End), "inside the early window")
 }
+
+// A retry after a recorded failure is scheduled at its own next_attempt_at, even within
+// minRedispatch of the dispatch that failed (the soak showed retries held to 10 s while a tenth of
+// the remaining life was 6 s); anything else due again that soon waits for minRedispatch.
+func TestRetryIsNotHeldByTheRedispatchFloor(t *testing.T) {
+	b, s, _ := getTestBackend(t)
+	issueOne(t, b, s)
+	now := time.Now()
+	c := loadCert(t, s, "web")
+	c.NotBefore, c.NotAfter = now.Add(-124*time.Second), now.Add(56*time.Second)
+	require.NoError(t, storage.StoreCert(context.Background(), s, "web", c))
+	b.jobsMu.Lock()
+	b.lastDispatch["web"] = now
+	b.jobsMu.Unlock()
+	b.recordFailure(context.Background(), "web", c, &acme.Error{Kind: acme.ErrUnreachable})
+	b.reschedule(context.Background(), "web", true)
+	next := loadCert(t, s, "web").NextAttemptAt
+	due, ok := b.sched.next()
+	require.True(t, ok)
+	require.Equal(t, next, due, "scheduled at next_attempt_at")
+	require.Less(t, due.Sub(now), minRedispatch, "sooner than the redispatch floor")
+
+	// Without a failure, a certificate due again right after its dispatch waits for the floor.
+	c = loadCert(t, s, "web")
+	c.Attempts, c.NextAttemptAt, c.RenewAt = 0, time.Time{}, now
+	require.NoError(t, storage.StoreCert(context.Background(), s, "web", c))
+	b.reschedule(context.Background(), "web", true)
+	due, _ = b.sched.next()
+	require.Equal(t, now.Add(minRedispatch), due)
+}

@@ -242,20 +242,28 @@ func (b *backend) reschedule(ctx context.Context, name string, jobEnding bool) {
 		// The running job reloads the entry when it ends.
 		due = time.Time{}
 	}
-	if !due.IsZero() && !budgetWait {
-		if floor := time.Now().Add(minRedispatch); due.Before(floor) && b.recentlyDispatched(name) {
+	// A retry after a recorded failure keeps its own time (retryDelay: at least minRetryDelay,
+	// and as little as a tenth of the remaining life); anything else due again within
+	// minRedispatch of its last dispatch waits for that.
+	retry := c.Attempts > 0 && !c.NextAttemptAt.IsZero() && due.Equal(c.NextAttemptAt)
+	if !due.IsZero() && !budgetWait && !retry {
+		if floor, ok := b.redispatchFloor(name); ok && due.Before(floor) {
 			due = floor
 		}
 	}
 	b.sched.set(name, due, summarize(c))
 }
 
-// recentlyDispatched reports whether name was dispatched within minRedispatch.
-func (b *backend) recentlyDispatched(name string) bool {
+// redispatchFloor returns the earliest time name may be dispatched again (minRedispatch after its
+// last dispatch), if it was dispatched within minRedispatch.
+func (b *backend) redispatchFloor(name string) (time.Time, bool) {
 	b.jobsMu.Lock()
 	defer b.jobsMu.Unlock()
 	last, ok := b.lastDispatch[name]
-	return ok && time.Since(last) < minRedispatch
+	if !ok || time.Since(last) >= minRedispatch {
+		return time.Time{}, false
+	}
+	return last.Add(minRedispatch), true
 }
 
 // loadSchedule rebuilds the schedule from storage (Initialize), at every folder depth of certs/.

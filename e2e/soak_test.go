@@ -41,7 +41,8 @@ const (
 
 // soakSample is one read of certs/<name> through the API.
 type soakSample struct {
-	At        time.Time
+	Start     time.Time // when the request was sent
+	At        time.Time // when the answer arrived
 	Name      string
 	Status    int
 	Err       string // transport error or the answer's error text when Status != 200
@@ -187,8 +188,9 @@ func TestSoakNeverExpired(t *testing.T) {
 	sleepUntil(at(9.0 / 30))
 	killStart := time.Now()
 	pids := killEnvPlugin(t, se)
-	// The readers relaunch the plugin; the fault is over at the first good read after the kill.
-	killEnd := waitFirstOK(&mu, &apiSamples, killStart, 2*time.Minute)
+	// The readers relaunch the plugin; the fault is over at the first good read sent after the
+	// plugin was gone.
+	killEnd := waitFirstOK(&mu, &apiSamples, time.Now(), 2*time.Minute)
 	t.Logf("fault kill -9: plugin %v killed at %s, answering again at %s", pids, killStart.Format(time.RFC3339), killEnd.Format(time.RFC3339))
 	faults = append(faults, soakFault{Name: "kill -9 plugin", Start: killStart, End: killEnd})
 
@@ -247,7 +249,7 @@ func TestSoakNeverExpired(t *testing.T) {
 	lastOK := map[string]time.Time{}
 	for _, s := range api {
 		if s.Status != http.StatusOK {
-			apiErrors = append(apiErrors, fmt.Sprintf("%s %s: %d %s", s.At.Format("15:04:05.000"), s.Name, s.Status, s.Err))
+			apiErrors = append(apiErrors, fmt.Sprintf("%s %s: %d %s", s.At.Format("15:04:05.000"), s.Name, s.Status, strings.Join(strings.Fields(s.Err), " ")))
 			errorsByKind[soakErrorKind(s)]++
 			continue
 		}
@@ -441,8 +443,9 @@ func TestSoakNeverExpired(t *testing.T) {
 func soakRead(ctx context.Context, c *vaultapi.Client, name string) soakSample {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	r, err := Do(rctx, c, http.MethodGet, Mount+"/certs/"+name, nil)
-	s := soakSample{At: time.Now(), Name: name}
+	s := soakSample{Start: start, At: time.Now(), Name: name}
 	if err != nil {
 		s.Err = err.Error()
 		return s
@@ -496,7 +499,7 @@ func soakReadFile(path string) soakFileSample {
 
 // soakErrorKind groups failed reads for the summary.
 func soakErrorKind(s soakSample) string {
-	msg := s.Err
+	msg := strings.Join(strings.Fields(s.Err), " ")
 	if len(msg) > 60 {
 		msg = msg[:60]
 	}
@@ -506,13 +509,13 @@ func soakErrorKind(s soakSample) string {
 	return fmt.Sprintf("HTTP %d: %s", s.Status, msg)
 }
 
-// waitFirstOK waits for the first good read after since and returns its time.
+// waitFirstOK waits for the first good read sent after since and returns when it was answered.
 func waitFirstOK(mu *sync.Mutex, samples *[]soakSample, since time.Time, timeout time.Duration) time.Time {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		mu.Lock()
 		for _, s := range *samples {
-			if s.Status == http.StatusOK && s.At.After(since) {
+			if s.Status == http.StatusOK && s.Start.After(since) {
 				mu.Unlock()
 				return s.At
 			}
