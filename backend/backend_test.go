@@ -47,6 +47,9 @@ type fakeCA struct {
 	replaces []string
 	// onObtain, when set, sees every order request.
 	onObtain func(acme.OrderRequest)
+	// refuseReplaces makes every new order that names a certificate it replaces fail (before any
+	// order exists), as Pebble does when it cannot find the replaced certificate's order.
+	refuseReplaces bool
 }
 
 func newFakeCA(t *testing.T) *fakeCA {
@@ -104,6 +107,10 @@ func (c *fakeClient) Obtain(ctx context.Context, req acme.OrderRequest, _ acme.P
 	c.ca.mu.Unlock()
 	if errors.Is(c.ca.fail, acme.ErrRateLimited) {
 		return nil, c.ca.fail // the CA refuses the new order itself: no order exists
+	}
+	if req.ReplacesCertID != "" && c.ca.refuseReplaces {
+		return nil, &acme.Error{Kind: acme.ErrUnreachable, ProblemType: "urn:ietf:params:acme:error:serverInternal",
+			Detail: "could not find an order for the given certificate"}
 	}
 	if req.OnOrder != nil {
 		if err := req.OnOrder("https://ca.test/order/" + big.NewInt(n).String()); err != nil {

@@ -356,12 +356,34 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 		return onOrder(orderURL)
 	}
 	cert, err := client.Obtain(ctx, req, b.poll)
+	if err != nil && !placed && req.ReplacesCertID != "" && ctx.Err() == nil && refusedReplaces(err) {
+		// The CA refused the new order that names the certificate it replaces (it may have
+		// replaced it already, or not know its order: Pebble loses it for serials whose DER has
+		// a leading zero). The renewal must not hang on that: order again without "replaces",
+		// which is then an ordinary order for the budget.
+		b.logger.Named("issue").Warn("the CA refused the order naming the certificate it replaces; ordering without it",
+			"cert", name, "error", err)
+		b.settle(p, breq, false, nil)
+		breq.ARI, req.ReplacesCertID = false, ""
+		if err := b.reserve(p, breq); err != nil {
+			b.saveBudget(context.WithoutCancel(ctx))
+			return nil, nil, false, err
+		}
+		cert, err = client.Obtain(ctx, req, b.poll)
+	}
 	b.settle(p, breq, placed, err)
 	b.saveBudget(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, nil, false, err
 	}
 	return cert, key, supportsARI, nil
+}
+
+// refusedReplaces reports whether err is the CA's answer (a problem document) refusing a new
+// order, other than a rate limit: what a CA says when it will not take the order's "replaces".
+func refusedReplaces(err error) bool {
+	var ae *acme.Error
+	return errors.As(err, &ae) && ae.ProblemType != "" && !errors.Is(err, acme.ErrRateLimited)
 }
 
 // storeIssued parses the CA's certificate, checks it against the key, and stores it with its

@@ -440,3 +440,25 @@ func TestRetryIsNotHeldByTheRedispatchFloor(t *testing.T) {
 	due, _ = b.sched.next()
 	require.Equal(t, now.Add(minRedispatch), due)
 }
+
+// A CA that refuses a renewal's order because of its "replaces" (Pebble cannot find the replaced
+// certificate's order when its serial's DER has a leading zero; a CA may say it was replaced
+// already) does not stall the renewal: it is ordered again at once without "replaces".
+func TestRenewalOrdersWithoutReplacesWhenRefused(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	ca.window = &acme.RenewalWindow{Start: time.Now().Add(1000 * time.Hour), End: time.Now().Add(1001 * time.Hour)}
+	first := issueOne(t, b, s)
+	ca.refuseReplaces = true
+	setRenewAt(t, s, "web", time.Now().Add(-time.Second))
+	b.CertificateChanged("web")
+	require.Equal(t, 1, b.dispatchDue(time.Now()))
+	waitJobs(t, b, "web")
+	c := loadCert(t, s, "web")
+	require.NotEqual(t, first.SerialNumber, c.SerialNumber, "renewed")
+	require.Zero(t, c.Attempts, "no failure recorded")
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	require.Len(t, ca.replaces, 3, "the first issuance, the refused order, the order without replaces")
+	require.NotEmpty(t, ca.replaces[1])
+	require.Empty(t, ca.replaces[2])
+}
