@@ -19,6 +19,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib.sh
 . "$SCRIPT_DIR/lib.sh"
+# The Debian packages it installs from that list include BIND's programs: named and tsig-keygen
+# (bind9), named-checkconf and named-checkzone (bind9-utils), dig and nsupdate (bind9-dnsutils).
 le_load_requirements
 
 TOOLS_DIR="$(le_tools_dir)"
