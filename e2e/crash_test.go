@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -181,32 +180,10 @@ func parentPID(pid int) int {
 	return 0
 }
 
-// devVaultPID is the pid of the environment's Vault dev server.
-func devVaultPID(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(env.StateDir, "vault.pid"))
-	require.NoError(t, err)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	require.NoError(t, err)
-	return pid
-}
-
 // killDevPlugin sends SIGKILL to the dev Vault's plugin process(es) and waits until they are gone.
 func killDevPlugin(t testing.TB) []int {
 	t.Helper()
-	pids := pluginPIDs(devVaultPID(t), filepath.Join(env.StateDir, "plugins"))
-	require.NotEmpty(t, pids, "no plugin process of the dev Vault found")
-	for _, pid := range pids {
-		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL), "kill -9 %d", pid)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range pids {
-		for syscall.Kill(pid, 0) == nil && parentPID(pid) != 0 && !isZombie(pid) {
-			require.True(t, time.Now().Before(deadline), "plugin process %d survived SIGKILL", pid)
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	return pids
+	return killEnvPlugin(t, env)
 }
 
 func isZombie(pid int) bool {
