@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -97,15 +98,24 @@ func (k KeyType) Family() string {
 // KeyTypeOf reports the KeyType of an existing private key. A key of no supported type yields a
 // *ValidationError matching ErrUnsupportedKey.
 func KeyTypeOf(key crypto.Signer) (KeyType, error) {
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
+	if key == nil {
+		return "", invalid(ErrUnsupportedKey, "no key")
+	}
+	return PublicKeyType(key.Public())
+}
+
+// PublicKeyType reports the KeyType of a public key (a certificate's, a CSR's). A key of no
+// supported type yields a *ValidationError matching ErrUnsupportedKey.
+func PublicKeyType(pub crypto.PublicKey) (KeyType, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
 		for kt, spec := range keySpecs {
 			if spec.curve != nil && spec.curve == k.Curve {
 				return kt, nil
 			}
 		}
 		return "", invalid(ErrUnsupportedKey, "unsupported elliptic curve %s: use P-256 or P-384", k.Curve.Params().Name)
-	case *rsa.PrivateKey:
+	case *rsa.PublicKey:
 		for kt, spec := range keySpecs {
 			if spec.curve == nil && spec.bits == k.N.BitLen() {
 				return kt, nil
@@ -113,7 +123,7 @@ func KeyTypeOf(key crypto.Signer) (KeyType, error) {
 		}
 		return "", invalid(ErrUnsupportedKey, "unsupported RSA key size %d: use 2048, 3072 or 4096 bits", k.N.BitLen())
 	}
-	return "", invalid(ErrUnsupportedKey, "unsupported key algorithm %T: use an EC (P-256, P-384) or RSA key", key)
+	return "", invalid(ErrUnsupportedKey, "unsupported key algorithm %T: use an EC (P-256, P-384) or RSA key", pub)
 }
 
 // EncodeKey returns key as a PKCS #8 PEM block.
@@ -179,8 +189,17 @@ func CreateCSR(key crypto.Signer, domains []string) ([]byte, error) {
 	if len(domains) == 0 {
 		return nil, invalid(nil, "create CSR: no domains")
 	}
-	tmpl := &x509.CertificateRequest{DNSNames: domains}
-	if len(domains[0]) <= 64 {
+	tmpl := &x509.CertificateRequest{}
+	for _, d := range domains {
+		if ip := net.ParseIP(d); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, d)
+		}
+	}
+	if len(domains[0]) <= 64 && net.ParseIP(domains[0]) == nil {
+		// An IP address is never a subject Common Name (CAs refuse it; RFC 8738 identifiers
+		// live in the SAN only).
 		tmpl.Subject.CommonName = domains[0]
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
@@ -188,4 +207,72 @@ func CreateCSR(key crypto.Signer, domains []string) ([]byte, error) {
 		return nil, fmt.Errorf("acme: create CSR: %w", err)
 	}
 	return der, nil
+}
+
+// MaxCSRSize bounds a PEM certificate request.
+const MaxCSRSize = 16 << 10
+
+// CSR is a parsed certificate request that the engine can send as it is.
+type CSR struct {
+	// DER is the request as the CA receives it.
+	DER []byte
+	// Names are the request's identifiers as given: its subject Common Name (when set), DNS names
+	// and IP addresses, each once.
+	Names []string
+	// KeyType is the type of the request's key.
+	KeyType KeyType
+	// PublicKey is the request's key.
+	PublicKey crypto.PublicKey
+}
+
+// ParseCSR parses one PEM CERTIFICATE REQUEST, checks its signature and that it asks for nothing
+// a server certificate from an ACME CA cannot hold (e-mail addresses, URIs). Errors are
+// *ValidationError and never quote the input.
+func ParseCSR(pemText string) (*CSR, error) {
+	if len(pemText) > MaxCSRSize {
+		return nil, invalid(nil, "csr is larger than %d bytes", MaxCSRSize)
+	}
+	block, rest := pem.Decode([]byte(strings.TrimSpace(pemText)))
+	if block == nil || (block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST") {
+		return nil, invalid(nil, "csr is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, invalid(nil, "csr holds more than one PEM block: give exactly one certificate request")
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, invalid(nil, "csr does not parse as a certificate request (PKCS #10)")
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, invalid(nil, "csr's signature does not verify: sign the request with its own key")
+	}
+	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
+		return nil, invalid(nil, "csr asks for e-mail addresses or URIs: an ACME CA certifies DNS names and IP addresses only")
+	}
+	kt, err := PublicKeyType(req.PublicKey)
+	if err != nil {
+		return nil, invalid(ErrUnsupportedKey, "csr's key: %s", err.(*ValidationError).Reason)
+	}
+	var names []string
+	add := func(n string) {
+		for _, have := range names {
+			if strings.EqualFold(have, n) {
+				return
+			}
+		}
+		names = append(names, n)
+	}
+	if cn := req.Subject.CommonName; cn != "" {
+		add(cn)
+	}
+	for _, d := range req.DNSNames {
+		add(d)
+	}
+	for _, ip := range req.IPAddresses {
+		add(ip.String())
+	}
+	if len(names) == 0 {
+		return nil, invalid(nil, "csr names no DNS name or IP address")
+	}
+	return &CSR{DER: block.Bytes, Names: names, KeyType: kt, PublicKey: req.PublicKey}, nil
 }

@@ -2,6 +2,8 @@ package acme
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,9 +30,32 @@ type OrderRequest struct {
 	// OnOrder is called with the order URL as soon as the order exists and before any challenge
 	// or finalization, so the caller can persist it. An error aborts the issuance.
 	OnOrder func(orderURL string) error
+	// Challenge is the challenge type that proves the identifiers: ChallengeDNS01 (the default
+	// when empty) or ChallengeHTTP01.
+	Challenge string
 	// Solver answers the DNS-01 challenges. It is given each authorization's identifier (a
 	// wildcard name's base, without "*.").
 	Solver solvers.Solver
+	// HTTPSolver answers the HTTP-01 challenges.
+	HTTPSolver HTTPSolver
+	// PreferredChain is the issuer Common Name of the chain to take when the CA offers
+	// alternates (preferredChain); empty: the CA's default chain.
+	PreferredChain string
+}
+
+// Challenge types.
+const (
+	ChallengeDNS01  = "dns-01"
+	ChallengeHTTP01 = "http-01"
+)
+
+// HTTPSolver publishes HTTP-01 key authorizations where the CA will fetch them
+// (http://<identifier>/.well-known/acme-challenge/<token>).
+type HTTPSolver interface {
+	// Present publishes keyAuth under token for identifier.
+	Present(ctx context.Context, identifier, token, keyAuth string) error
+	// CleanUp withdraws what Present published for token.
+	CleanUp(ctx context.Context, identifier, token string) error
 }
 
 // Certificate is an issued certificate as the CA delivered it.
@@ -57,7 +82,7 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 		return nil, err
 	}
 	if order.Status == acme.StatusPending {
-		if err := c.solveAuthorizations(ctx, order.Authorizations, req.Solver, policy); err != nil {
+		if err := c.solveAuthorizations(ctx, order.Authorizations, req, policy); err != nil {
 			return nil, err
 		}
 	}
@@ -74,11 +99,66 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 			return nil, err
 		}
 	}
+	if req.PreferredChain != "" {
+		return c.downloadPreferred(orderURL, order.Certificate, req.PreferredChain)
+	}
 	leaf, issuer, err := c.core.Certificates.Get(order.Certificate, false)
 	if err != nil {
 		return nil, classify(fmt.Errorf("acme: download certificate: %w", err))
 	}
 	return &Certificate{OrderURL: orderURL, CertURL: order.Certificate, CertificatePEM: leaf, IssuerPEM: issuer}, nil
+}
+
+// downloadPreferred downloads the certificate with every alternate chain the CA offers (RFC 8555
+// §7.4.2, Link rel="alternate") and returns the first, the CA's default first, whose chain
+// matches preferred (chainMatches); none matching: the default chain.
+func (c *Client) downloadPreferred(orderURL, certURL, preferred string) (*Certificate, error) {
+	all, err := c.core.Certificates.GetAll(certURL, false)
+	if err != nil {
+		return nil, classify(fmt.Errorf("acme: download certificate: %w", err))
+	}
+	urls := make([]string, 0, len(all))
+	for u := range all {
+		if u != certURL {
+			urls = append(urls, u)
+		}
+	}
+	slices.Sort(urls)
+	urls = append([]string{certURL}, urls...)
+	for _, u := range urls {
+		if raw := all[u]; raw != nil && chainMatches(raw.Issuer, preferred) {
+			return &Certificate{OrderURL: orderURL, CertURL: u, CertificatePEM: raw.Cert, IssuerPEM: raw.Issuer}, nil
+		}
+	}
+	raw := all[certURL]
+	if raw == nil {
+		return nil, &Error{Kind: ErrUnreachable, err: errors.New("acme: download certificate: the CA returned no default chain")}
+	}
+	return &Certificate{OrderURL: orderURL, CertURL: certURL, CertificatePEM: raw.Cert, IssuerPEM: raw.Issuer}, nil
+}
+
+// chainMatches reports whether the PEM issuer chain ends at a certificate issued by the CA named
+// cn (its top certificate's issuer Common Name), or holds a certificate whose subject is cn: the
+// way Let's Encrypt documents choosing between its chains ("ISRG Root X1").
+func chainMatches(issuerPEM []byte, cn string) bool {
+	var top *x509.Certificate
+	rest := issuerPEM
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		crt, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return false
+		}
+		if crt.Subject.CommonName == cn {
+			return true
+		}
+		top = crt
+	}
+	return top != nil && top.Issuer.CommonName == cn
 }
 
 // openOrder resumes req.ResumeOrderURL when the CA still has that order, it is not invalid and it
@@ -121,15 +201,20 @@ func sameIdentifiers(ids []acme.Identifier, domains []string) bool {
 	return slices.Equal(got, want)
 }
 
-// pendingAuthz is one authorization that needs a DNS-01 answer.
+// pendingAuthz is one authorization that needs an answer.
 type pendingAuthz struct {
 	url, domain, token, keyAuth, challengeURL string
 }
 
-// solveAuthorizations answers all pending authorizations. Authorizations whose records share a name
-// (example.com and *.example.com) go in separate waves, because some DNS providers replace the
-// whole record set on present.
-func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver solvers.Solver, policy PollPolicy) error {
+// solveAuthorizations answers all pending authorizations with the request's challenge type.
+// DNS-01 authorizations whose records share a name (example.com and *.example.com) go in separate
+// waves, because some DNS providers replace the whole record set on present; HTTP-01 answers never
+// collide and go in one.
+func (c *Client) solveAuthorizations(ctx context.Context, urls []string, req OrderRequest, policy PollPolicy) error {
+	chType := req.Challenge
+	if chType == "" {
+		chType = ChallengeDNS01
+	}
 	var waves [][]pendingAuthz
 	for _, u := range urls {
 		authz, err := c.core.Authorizations.Get(u)
@@ -145,19 +230,19 @@ func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver 
 		}
 		p := pendingAuthz{url: u, domain: authz.Identifier.Value}
 		for _, ch := range authz.Challenges {
-			if ch.Type == "dns-01" {
+			if ch.Type == chType {
 				p.token, p.challengeURL = ch.Token, ch.URL
 			}
 		}
 		if p.challengeURL == "" {
-			return &Error{Kind: ErrRejected, err: fmt.Errorf("acme: the CA offers no dns-01 challenge for %s", p.domain)}
+			return &Error{Kind: ErrRejected, err: fmt.Errorf("acme: the CA offers no %s challenge for %s", chType, p.domain)}
 		}
 		if p.keyAuth, err = c.core.GetKeyAuthorization(p.token); err != nil {
 			return fmt.Errorf("acme: key authorization: %w", err)
 		}
 		placed := false
 		for i := range waves {
-			if !hasDomain(waves[i], p.domain) {
+			if chType == ChallengeHTTP01 || !hasDomain(waves[i], p.domain) {
 				waves[i] = append(waves[i], p)
 				placed = true
 				break
@@ -168,11 +253,55 @@ func (c *Client) solveAuthorizations(ctx context.Context, urls []string, solver 
 		}
 	}
 	for _, wave := range waves {
-		if err := c.solveWave(ctx, wave, solver, policy); err != nil {
+		var err error
+		if chType == ChallengeHTTP01 {
+			err = c.solveHTTPWave(ctx, wave, req.HTTPSolver, policy)
+		} else {
+			err = c.solveWave(ctx, wave, req.Solver, policy)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// solveHTTPWave publishes every key authorization of the wave, accepts the challenges and waits
+// until the CA has validated them; every answer published is withdrawn afterwards.
+func (c *Client) solveHTTPWave(ctx context.Context, wave []pendingAuthz, solver HTTPSolver, policy PollPolicy) error {
+	if solver == nil {
+		return invalid(nil, "no HTTP-01 solver configured")
+	}
+	var presented []pendingAuthz
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for _, p := range presented {
+			_ = solver.CleanUp(cctx, p.domain, p.token)
+		}
+	}()
+	for _, p := range wave {
+		if err := solver.Present(ctx, p.domain, p.token, p.keyAuth); err != nil {
+			return fmt.Errorf("acme: publish the HTTP-01 answer for %s: %w", p.domain, err)
+		}
+		presented = append(presented, p)
+	}
+	return c.acceptAll(ctx, wave, policy)
+}
+
+// acceptAll tells the CA that the wave's challenges are ready and waits until all are valid.
+func (c *Client) acceptAll(ctx context.Context, wave []pendingAuthz, policy PollPolicy) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range wave {
+		g.Go(func() error {
+			ch, err := c.core.Challenges.New(p.challengeURL)
+			if err != nil {
+				return classify(fmt.Errorf("acme: accept challenge for %s: %w", p.domain, err))
+			}
+			return c.waitChallenge(gctx, p, ch, policy)
+		})
+	}
+	return g.Wait()
 }
 
 func hasDomain(wave []pendingAuthz, domain string) bool {
@@ -221,17 +350,7 @@ func (c *Client) solveWave(ctx context.Context, wave []pendingAuthz, solver solv
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	g, gctx = errgroup.WithContext(ctx)
-	for _, p := range wave {
-		g.Go(func() error {
-			ch, err := c.core.Challenges.New(p.challengeURL)
-			if err != nil {
-				return classify(fmt.Errorf("acme: accept challenge for %s: %w", p.domain, err))
-			}
-			return c.waitChallenge(gctx, p, ch, policy)
-		})
-	}
-	return g.Wait()
+	return c.acceptAll(ctx, wave, policy)
 }
 
 // waitChallenge polls the challenge (whose response carries Retry-After) until it is valid.

@@ -170,6 +170,8 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: storage.SealWrapPrefixes(),
+			// The HTTP-01 answers, for the reverse proxy in front of Vault; nothing else.
+			Unauthenticated: []string{paths.ChallengePathPrefix + "*"},
 			LocalStorage:    []string{framework.WALPrefix},
 		},
 		Paths:             paths.Paths(b),

@@ -115,7 +115,7 @@ func (b *backend) CheckDNSConfig(ctx context.Context, cfg *storage.DNSConfigEntr
 // solverConfig returns a stored DNS configuration in the form the solvers package takes.
 func solverConfig(c *storage.DNSConfigEntry) solvers.DNSConfig {
 	return solvers.DNSConfig{
-		Provider: c.Provider, Credentials: maps.Clone(c.Credentials), Resolvers: slices.Clone(c.Resolvers), Zones: slices.Clone(c.Zones),
+		Provider: c.Provider, Credentials: maps.Clone(c.Credentials), Resolvers: slices.Clone(c.Resolvers), Zones: slices.Clone(c.Zones), DelegatedDomains: slices.Clone(c.DelegatedDomains),
 		PropagationTimeout: c.PropagationTimeout, PollingInterval: c.PollingInterval, TTL: c.TTL,
 	}
 }

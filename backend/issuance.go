@@ -251,7 +251,7 @@ func (b *backend) plan(ctx context.Context, name string, c *storage.CertEntry) (
 		return nil, fmt.Errorf("%w: role %q no longer allows certificate name %q", errPlan, c.Role, name)
 	}
 	for _, d := range c.Domains {
-		if !p.role.AllowsDomain(d) {
+		if !p.role.AllowsIdentifier(d) {
 			return nil, fmt.Errorf("%w: role %q no longer allows %q", errPlan, c.Role, d)
 		}
 	}
@@ -267,6 +267,12 @@ func (b *backend) plan(ctx context.Context, name string, c *storage.CertEntry) (
 	if p.account == nil {
 		return nil, fmt.Errorf("%w: account %q of role %q no longer exists", errPlan, p.role.Account, c.Role)
 	}
+	if !p.role.AllowsChallenge(c.ChallengeType()) {
+		return nil, fmt.Errorf("%w: role %q no longer allows the %s challenge", errPlan, c.Role, c.ChallengeType())
+	}
+	if c.ChallengeType() == storage.ChallengeHTTP01 {
+		return p, nil
+	}
 	if p.dns, err = storage.LoadDNSConfig(ctx, b.storage, p.role.DNS); err != nil {
 		return nil, err
 	}
@@ -275,7 +281,7 @@ func (b *backend) plan(ctx context.Context, name string, c *storage.CertEntry) (
 	}
 	for _, d := range c.Domains {
 		if !p.dns.Covers(d) {
-			return nil, fmt.Errorf("%w: %q is outside the zones of DNS configuration %q", errPlan, d, p.role.DNS)
+			return nil, fmt.Errorf("%w: %q is outside the zones and delegated domains of DNS configuration %q", errPlan, d, p.role.DNS)
 		}
 	}
 	return p, nil
@@ -288,49 +294,63 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 	if err != nil {
 		return nil, nil, false, err
 	}
-	solver, err := b.solvers.Solver(ctx, p.role.DNS, solverConfig(p.dns))
-	if err != nil {
-		return nil, nil, false, err
-	}
 	gen := p.cert.Generation
-	var key crypto.Signer
-	resume := ""
-	if rec, err := storage.LoadOrder(ctx, b.storage, name); err != nil {
-		return nil, nil, false, err
-	} else if rec != nil && rec.Generation == gen && slices.Equal(rec.Domains, p.cert.Domains) {
-		if k, err := acme.ParseKey(rec.PrivateKey); err == nil {
-			key, resume = k, rec.OrderURL
-		}
+	req := acme.OrderRequest{
+		Domains:        p.cert.Domains,
+		Profile:        p.cert.Profile,
+		Challenge:      p.cert.ChallengeType(),
+		PreferredChain: p.role.PreferredChain,
 	}
-	if key == nil {
-		kt, err := acme.ParseKeyType(p.cert.KeyType)
+	if req.Challenge == storage.ChallengeHTTP01 {
+		req.HTTPSolver = &httpSolver{b: b, cert: name}
+	} else {
+		solver, err := b.solvers.Solver(ctx, p.role.DNS, solverConfig(p.dns))
 		if err != nil {
 			return nil, nil, false, err
 		}
-		if key, err = kt.Generate(); err != nil {
+		req.Solver = b.walSolver(name, p.role.DNS, solver)
+	}
+	var key crypto.Signer
+	if rec, err := storage.LoadOrder(ctx, b.storage, name); err != nil {
+		return nil, nil, false, err
+	} else if rec != nil && rec.Generation == gen && slices.Equal(rec.Domains, p.cert.Domains) {
+		if p.cert.CSR != "" {
+			req.ResumeOrderURL = rec.OrderURL
+		} else if k, err := acme.ParseKey(rec.PrivateKey); err == nil {
+			key, req.ResumeOrderURL = k, rec.OrderURL
+		}
+	}
+	keyPEM := ""
+	if p.cert.CSR != "" {
+		// The certificate is defined by its CSR: sent as it is, no key made or stored.
+		csr, err := acme.ParseCSR(p.cert.CSR)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		req.CSR = csr.DER
+	} else {
+		if key == nil {
+			kt, err := acme.ParseKeyType(p.cert.KeyType)
+			if err != nil {
+				return nil, nil, false, err
+			}
+			if key, err = kt.Generate(); err != nil {
+				return nil, nil, false, err
+			}
+		}
+		if keyPEM, err = acme.EncodeKey(key); err != nil {
+			return nil, nil, false, err
+		}
+		if req.CSR, err = acme.CreateCSR(key, p.cert.Domains); err != nil {
 			return nil, nil, false, err
 		}
 	}
-	keyPEM, err := acme.EncodeKey(key)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	csr, err := acme.CreateCSR(key, p.cert.Domains)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	req := acme.OrderRequest{
-		Domains:        p.cert.Domains,
-		CSR:            csr,
-		Profile:        p.cert.Profile,
-		ResumeOrderURL: resume,
-		Solver:         b.walSolver(name, p.role.DNS, solver),
-		OnOrder: func(orderURL string) error {
-			// Record the order before any challenge or finalization, so a crash resumes it.
-			return storage.StoreOrder(ctx, b.storage, name, &storage.OrderEntry{
-				OrderURL: orderURL, Generation: gen, PrivateKey: keyPEM, Domains: p.cert.Domains, CreatedAt: time.Now().UTC(),
-			})
-		},
+	resume := req.ResumeOrderURL
+	req.OnOrder = func(orderURL string) error {
+		// Record the order before any challenge or finalization, so a crash resumes it.
+		return storage.StoreOrder(ctx, b.storage, name, &storage.OrderEntry{
+			OrderURL: orderURL, Generation: gen, PrivateKey: keyPEM, Domains: p.cert.Domains, CreatedAt: time.Now().UTC(),
+		})
 	}
 	supportsARI := client.SupportsRenewalInfo()
 	if renewing && supportsARI && p.cert.Certificate != "" {
@@ -396,12 +416,22 @@ func (b *backend) storeIssued(ctx context.Context, name string, spec *storage.Ce
 	if err != nil {
 		return err
 	}
-	if same, err := certutil.ComparePublicKeysAndType(leaf.PublicKey, key.Public()); err != nil || !same {
-		return errors.New("the CA's certificate does not match the requested key")
+	var pub crypto.PublicKey
+	keyPEM, source := "", storage.KeySourceVault
+	if key != nil {
+		pub = key.Public()
+		if keyPEM, err = acme.EncodeKey(key); err != nil {
+			return err
+		}
+	} else {
+		csr, err := acme.ParseCSR(spec.CSR)
+		if err != nil {
+			return fmt.Errorf("the certificate's CSR: %w", err)
+		}
+		pub, source = csr.PublicKey, storage.KeySourceCSR
 	}
-	keyPEM, err := acme.EncodeKey(key)
-	if err != nil {
-		return err
+	if same, err := certutil.ComparePublicKeysAndType(leaf.PublicKey, pub); err != nil || !same {
+		return errors.New("the CA's certificate does not match the requested key")
 	}
 	lock := b.locks.Cert(name)
 	lock.Lock()
@@ -424,7 +454,7 @@ func (b *backend) storeIssued(ctx context.Context, name string, spec *storage.Ce
 	}
 	c.Certificate = string(issued.CertificatePEM)
 	c.Chain = chain
-	c.PrivateKey = keyPEM
+	c.PrivateKey, c.KeySource = keyPEM, source
 	c.SerialNumber = certutil.GetHexFormatted(leaf.SerialNumber.Bytes(), ":") // as Vault PKI shows it
 	c.NotBefore, c.NotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
 	c.IssuedAt, c.IssuedGeneration = now, gen

@@ -67,6 +67,14 @@ func jitteredRenewal(nb, na time.Time) time.Time {
 	return plannedRenewal(nb, na).Add(-time.Duration(rand.Int64N(int64(life/50) + 1)))
 }
 
+// PlanRenewal plans the renewal of an imported certificate like that of one just issued, and asks
+// for the CA's renewal window at once (a CA without ARI clears the check).
+func (b *backend) PlanRenewal(c *storage.CertEntry, now time.Time) {
+	c.RenewAt = jitteredRenewal(c.NotBefore, c.NotAfter)
+	c.ARICheckAt = now
+	c.ARIWindowStart, c.ARIWindowEnd = time.Time{}, time.Time{}
+}
+
 // ariInterval is when to ask the CA for the window again.
 func ariInterval(retryAfter, life time.Duration) time.Duration {
 	d := defaultARIInterval

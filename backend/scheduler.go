@@ -311,8 +311,11 @@ func (b *backend) dispatchDue(now time.Time) int {
 
 // periodic is the backend's PeriodicFunc, called by Vault about once a minute. Like the scheduler,
 // it dispatches only where storage is writable.
-func (b *backend) periodic(_ context.Context, _ *logical.Request) error {
+func (b *backend) periodic(ctx context.Context, _ *logical.Request) error {
 	b.dispatchDue(time.Now())
+	if b.WriteSafe() {
+		b.sweepHTTPChallenges(ctx, time.Now())
+	}
 	return nil
 }
 

@@ -229,6 +229,12 @@ func (e *fakeEngine) RevokeCertificate(_ context.Context, name string, c *storag
 	return err
 }
 
+func (e *fakeEngine) PlanRenewal(c *storage.CertEntry, now time.Time) {
+	e.record("PlanRenewal", "")
+	c.RenewAt = c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
+	c.ARICheckAt = now
+}
+
 func (e *fakeEngine) CertificateSummaries() map[string]CertSummary {
 	e.record("CertificateSummaries", "")
 	return e.summaries

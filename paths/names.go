@@ -188,3 +188,56 @@ func ValidateEntryName(kind, name string) error {
 	}
 	return nil
 }
+
+// CanonicalIP returns the canonical text of an IP address a certificate may carry (RFC 8738):
+// dotted quad for IPv4 (also when written as IPv4-mapped IPv6), RFC 5952 form for IPv6. Only the
+// plain notations parse: no zones, no shortened, octal, hexadecimal or decimal IPv4 forms.
+func CanonicalIP(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not an IP address: give it as 192.0.2.1 or 2001:db8::1", raw)
+	}
+	if a.Zone() != "" {
+		return "", fmt.Errorf("%q has an IPv6 zone: certificates name addresses without one", raw)
+	}
+	a = a.Unmap()
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return "", fmt.Errorf("%q is not a unicast address: a certificate names a host's address", raw)
+	}
+	return a.String(), nil
+}
+
+// looksLikeIP reports whether a name given among domains is written as an IP address (so it is
+// an RFC 8738 identifier, not a DNS name).
+func looksLikeIP(s string) bool {
+	_, err := netip.ParseAddr(strings.Trim(strings.TrimSpace(s), "[]"))
+	return err == nil
+}
+
+// nonPublicIPs are the ranges a public CA refuses to certify (besides private, loopback and
+// link-local addresses): IANA's special-purpose registries' non-global entries.
+var nonPublicIPs = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48"), netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("2001::/23"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("2002::/16"),
+	netip.MustParsePrefix("3fff::/20"), netip.MustParsePrefix("5f00::/16"),
+}
+
+// PublicIP reports whether the canonical address ip is one a public CA (Let's Encrypt) issues
+// for: globally routable unicast, none of the special-purpose ranges.
+func PublicIP(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+		return false
+	}
+	for _, p := range nonPublicIPs {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}

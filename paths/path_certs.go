@@ -28,11 +28,17 @@ var certFields = map[string]*framework.FieldSchema{
 	"domains": {Type: framework.TypeCommaStringSlice, Description: "DNS names of the certificate; the first is the subject. Up to 100."},
 	"key_type": {Type: framework.TypeString, AllowedValues: anySlice(acme.KeyTypes()),
 		Description: "Certificate key type: " + strings.Join(acme.KeyTypes(), ", ") + ". Default: the role's."},
-	"profile": {Type: framework.TypeString, Description: "CA certificate profile to ask for (e.g. Let's Encrypt's shortlived or tlsserver). Default: the role's."},
-	"wait":    {Type: framework.TypeDurationSecond, Description: "How long the request waits for issuance before answering 202 pending (default 30s, at most 60s; 0 answers at once)."},
+	"profile":    {Type: framework.TypeString, Description: "CA certificate profile to ask for (e.g. Let's Encrypt's shortlived or tlsserver). Default: the role's."},
+	"ip_sans":    {Type: framework.TypeCommaStringSlice, Description: "IP addresses of the certificate (RFC 8738; proven with http-01; the role's allowed_ip_sans must hold them). May also be given among domains."},
+	"challenge":  {Type: framework.TypeString, Description: "ACME challenge type that proves the names: dns-01 or http-01. Default: the role's first allowed challenge that can prove them (http-01 for IP addresses, dns-01 for wildcards)."},
+	"csr":        {Type: framework.TypeString, Description: "A PEM certificate request defining the certificate: its names are checked against the role, it is sent as it is at every issuance and renewal, and no private key is made, stored or returned. Write it again (or another) to change the certificate; csr=\"\" returns to keys made by Vault."},
+	"chain":      {Type: framework.TypeString, Description: "Import: the chain of the imported certificate (PEM), when certificate does not already hold it."},
+	"key_source": {Type: framework.TypeString, Description: "Where the current certificate's key comes from: vault (made by the engine at each issuance), csr (the CSR's key, reused at every renewal) or imported (until the first renewal)."},
+	"key_reused": {Type: framework.TypeBool, Description: "Whether renewals keep the same key (true for a certificate defined by a CSR)."},
+	"wait":       {Type: framework.TypeDurationSecond, Description: "How long the request waits for issuance before answering 202 pending (default 30s, at most 60s; 0 answers at once)."},
 
-	"certificate":      {Type: framework.TypeString, Description: "The certificate (PEM)."},
-	"private_key":      {Type: framework.TypeString, Description: "The certificate's private key (PEM).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	"certificate":      {Type: framework.TypeString, Description: "The certificate (PEM). On write: import this existing certificate (with private_key, and its chain after it or in chain), served at once and renewed when due, without an order."},
+	"private_key":      {Type: framework.TypeString, Description: "The certificate's private key (PEM; absent for a certificate defined by a CSR). On write: the imported certificate's key.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 	"private_key_type": {Type: framework.TypeString, Description: "ec or rsa."},
 	"issuing_ca":       {Type: framework.TypeString, Description: "The certificate's issuer (PEM)."},
 	"ca_chain":         {Type: framework.TypeStringSlice, Description: "The issuer chain, issuer first (PEM each)."},
@@ -53,9 +59,10 @@ var certFields = map[string]*framework.FieldSchema{
 }
 
 var certReadFields = fieldsOf(certFields, "certificate", "private_key", "private_key_type", "issuing_ca", "ca_chain",
-	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "role", "key_type", "profile", "status", "last_error", "waiting", "next_attempt_at", "renew_at", "attempts", "renewals", "ttl", "rotation_period")
+	"serial_number", "expiration", "not_before", "not_after", "issued_at", "domains", "ip_sans", "role", "key_type", "profile", "challenge", "key_source", "key_reused", "csr",
+	"status", "last_error", "waiting", "next_attempt_at", "renew_at", "attempts", "renewals", "ttl", "rotation_period")
 
-var certWriteFields = fieldsOf(certFields, "role", "domains", "key_type", "profile", "status", "last_error", "waiting", "serial_number", "expiration", "not_after")
+var certWriteFields = fieldsOf(certFields, "role", "domains", "ip_sans", "key_type", "profile", "challenge", "key_source", "status", "last_error", "waiting", "serial_number", "expiration", "not_after")
 
 func certPaths(e Engine) []*framework.Path {
 	h := &certHandler{engine: e}
@@ -75,7 +82,7 @@ func certPaths(e Engine) []*framework.Path {
 			// Names ending in "/" (folders) are taken by the list path above, declared first.
 			Pattern:        storage.CertPrefix + framework.MatchAllRegex("name"),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate"},
-			Fields:         fieldsOf(certFields, "name", "role", "domains", "key_type", "profile", "wait"),
+			Fields:         fieldsOf(certFields, "name", "role", "domains", "ip_sans", "key_type", "profile", "challenge", "csr", "certificate", "private_key", "chain", "wait"),
 			ExistenceCheck: existence(storage.CertPrefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: h.write, Summary: "Declare a certificate and issue it.",
@@ -136,7 +143,7 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 		lock.Unlock()
 		return errorResponse(err)
 	}
-	entry, changed := applyCertSpec(existing, spec, time.Now().UTC())
+	entry, changed := applyCertSpec(existing, spec, time.Now().UTC(), h.engine.PlanRenewal)
 	if changed {
 		if resp, err := h.storeCounted(ctx, req, name, existing, entry); resp != nil || err != nil {
 			lock.Unlock()
@@ -209,14 +216,17 @@ func waitField(d *framework.FieldData, def time.Duration) (time.Duration, error)
 }
 
 // certSpec validates the requested specification against the role; a caller's mistake is an
-// inputError. Unset fields keep the existing entry's values.
+// inputError. Unset fields keep the existing entry's values. An import (certificate given) comes
+// back with the certificate's fields set.
 func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.FieldData, existing *storage.CertEntry) (*storage.CertEntry, error) {
 	spec := &storage.CertEntry{}
 	if existing != nil {
 		spec.Role, spec.Domains, spec.KeyType, spec.Profile = existing.Role, existing.Domains, existing.KeyType, existing.Profile
+		spec.Challenge, spec.CSR = existing.Challenge, existing.CSR
 	}
+	roleGiven := false
 	if v, ok := d.GetOk("role"); ok {
-		spec.Role = strings.TrimSpace(v.(string))
+		spec.Role, roleGiven = strings.TrimSpace(v.(string)), true
 	}
 	if spec.Role == "" {
 		return nil, badInput("role is required: give the role to issue under (roles/<name>)")
@@ -229,30 +239,93 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 		// One answer for both, so that a tenant cannot learn which roles exist.
 		return nil, badInput("role %q does not exist or may not be used for certificate %q (its allowed_cert_names do not match this name): name a role the operator set up for it", spec.Role, name)
 	}
-	if v, ok := d.GetOk("domains"); ok || existing == nil {
-		var raw []string
-		if ok {
-			raw = v.([]string)
+	roleChanged := existing == nil || roleGiven && spec.Role != existing.Role
+
+	// The names: from an imported certificate, a CSR, or domains and ip_sans.
+	certText, _ := d.Get("certificate").(string)
+	csrText, csrGiven := d.GetOk("csr")
+	var source []string // names the CSR or the certificate fixes
+	sourceField := ""
+	fixedKey := acme.KeyType("")
+	switch {
+	case strings.TrimSpace(certText) != "":
+		if csrGiven && strings.TrimSpace(csrText.(string)) != "" {
+			return nil, badInput("give either csr (a request to sign) or certificate (an existing certificate to import), not both")
 		}
-		domains, err := CanonicalDomains(raw)
+		keyText, _ := d.Get("private_key").(string)
+		chainText, _ := d.Get("chain").(string)
+		imp, err := parseImport(certText, keyText, chainText, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		cert := imp.entry
+		spec.Certificate, spec.Chain, spec.PrivateKey, spec.SerialNumber = cert.Certificate, cert.Chain, cert.PrivateKey, cert.SerialNumber
+		spec.NotBefore, spec.NotAfter, spec.KeySource = cert.NotBefore, cert.NotAfter, cert.KeySource
+		spec.CSR, source, sourceField, fixedKey = "", imp.names, "certificate", imp.keyType
+	case csrGiven && strings.TrimSpace(csrText.(string)) != "":
+		csr, err := acme.ParseCSR(csrText.(string))
 		if err != nil {
 			return nil, fieldError("", err)
 		}
-		spec.Domains = domains
-	}
-	for _, dn := range spec.Domains {
-		if !role.AllowsDomain(dn) {
-			return nil, badInput("role %q does not allow %q: ask for names the role allows", spec.Role, dn)
+		spec.CSR, source, sourceField, fixedKey = strings.TrimSpace(csrText.(string))+"\n", csr.Names, "csr", csr.KeyType
+	case csrGiven:
+		spec.CSR = "" // back to keys made by Vault
+	default:
+		if _, ok := d.GetOk("private_key"); ok {
+			return nil, badInput("private_key is only taken with certificate (an import): give both, or neither")
+		}
+		if _, ok := d.GetOk("chain"); ok {
+			return nil, badInput("chain is only taken with certificate (an import)")
+		}
+		if spec.CSR != "" {
+			fixedKey = acme.KeyType(spec.KeyType)
 		}
 	}
+	raw, namesGiven := requestedIdentifiers(d)
+	switch {
+	case source != nil:
+		ids, err := CanonicalIdentifiers(source)
+		if err != nil {
+			return nil, badInput("%s: %v", sourceField, err)
+		}
+		if namesGiven {
+			given, err := CanonicalIdentifiers(raw)
+			if err != nil {
+				return nil, fieldError("", err)
+			}
+			if !sameSet(given, ids) {
+				return nil, badInput("domains and ip_sans must name exactly what the %s names (%d names), or be left out", sourceField, len(ids))
+			}
+		}
+		spec.Domains = ids
+	case namesGiven || existing == nil:
+		ids, err := CanonicalIdentifiers(raw)
+		if err != nil {
+			return nil, fieldError("", err)
+		}
+		if spec.CSR != "" && !sameSet(ids, spec.Domains) {
+			return nil, badInput("certificate %q is defined by its csr: write a new csr to change its names (or csr=\"\" to have Vault make the keys)", name)
+		}
+		spec.Domains = ids
+	}
+	if err := checkIdentifiers(ctx, s, spec.Role, role, spec.Domains); err != nil {
+		return nil, err
+	}
+
 	if v, ok := d.GetOk("key_type"); ok && v.(string) != "" {
 		kt, err := acme.ParseKeyType(v.(string))
 		if err != nil {
 			return nil, fieldError("key_type", err)
 		}
+		if fixedKey != "" && kt != fixedKey {
+			return nil, badInput("key_type %s does not match the key of the %s (%s): leave key_type out", kt, orField(sourceField, "csr"), fixedKey)
+		}
 		spec.KeyType = string(kt)
-	} else if existing == nil || d.Get("role").(string) != "" && spec.Role != existing.Role {
+	} else if roleChanged {
 		spec.KeyType = role.KeyType
+	}
+	if fixedKey != "" {
+		spec.KeyType = string(fixedKey)
 	}
 	if spec.KeyType == "" {
 		spec.KeyType = string(acme.DefaultKeyType)
@@ -265,6 +338,9 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	if err := validateProfile(spec.Profile); err != nil {
 		return nil, fieldError("", err)
 	}
+	if err := pickChallenge(d, spec, role, roleChanged); err != nil {
+		return nil, err
+	}
 	if !role.AllowsKeyType(spec.KeyType) {
 		return nil, badInput("role %q does not allow key type %q: use %s, or ask the operator to add it to the role's allowed_key_types", spec.Role, spec.KeyType, role.KeyType)
 	}
@@ -274,16 +350,153 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	return spec, nil
 }
 
+func orField(f, def string) string {
+	if f == "" {
+		return def
+	}
+	return f
+}
+
+// requestedIdentifiers returns the names the request gives in domains and ip_sans, and whether it
+// gives either.
+func requestedIdentifiers(d *framework.FieldData) ([]string, bool) {
+	var raw []string
+	given := false
+	for _, f := range []string{"domains", "ip_sans"} {
+		if v, ok := d.GetOk(f); ok {
+			raw = append(raw, v.([]string)...)
+			given = true
+		}
+	}
+	return raw, given
+}
+
+// CanonicalIdentifiers canonicalizes a certificate's identifiers: DNS names (CanonicalDomain) and
+// IP addresses (CanonicalIP), in order, without duplicates, at most 100.
+func CanonicalIdentifiers(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return CanonicalDomains(nil) // its "domains is required" message
+	}
+	if len(names) > maxDomainsPerCert {
+		return nil, fmt.Errorf("domains has %d names: a certificate may carry at most %d", len(names), maxDomainsPerCert)
+	}
+	out := make([]string, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		var c string
+		var err error
+		if looksLikeIP(n) {
+			c, err = CanonicalIP(n)
+		} else {
+			c, err = CanonicalDomain(n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("domains: %v", err)
+		}
+		if seen[c] {
+			return nil, fmt.Errorf("domains: %q is listed twice: give each name once", c)
+		}
+		seen[c] = true
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func sameSet(a, b []string) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
+}
+
+// checkIdentifiers checks every identifier against the role; IP addresses also against what the
+// role's CA issues for (a public CA only publicly routable addresses).
+func checkIdentifiers(ctx context.Context, s logical.Storage, roleName string, role *storage.RoleEntry, ids []string) error {
+	var acct *storage.AccountEntry
+	for _, id := range ids {
+		if !role.AllowsIdentifier(id) {
+			if looksLikeIP(id) {
+				return badInput("role %q does not allow the IP address %q: ask for addresses inside the role's allowed_ip_sans", roleName, id)
+			}
+			return badInput("role %q does not allow %q: ask for names the role allows", roleName, id)
+		}
+		if !looksLikeIP(id) || PublicIP(id) {
+			continue
+		}
+		if acct == nil {
+			a, err := storage.LoadAccount(ctx, s, role.Account)
+			if err != nil {
+				return err
+			}
+			if a == nil {
+				return badInput("role %q's account no longer exists: ask the operator", roleName)
+			}
+			acct = a
+		}
+		if PublicCA(acct) {
+			return badInput("%q is not a publicly routable address: a public CA (account without ca_bundle) does not certify private, loopback, link-local or reserved addresses", id)
+		}
+	}
+	return nil
+}
+
+// PublicCA reports whether the account's CA is a public one (reached through the system's roots,
+// as Let's Encrypt is), which certifies public IP addresses only. An account with its own
+// ca_bundle uses a private CA (step-ca, Pebble), which may certify any address.
+func PublicCA(a *storage.AccountEntry) bool { return strings.TrimSpace(a.CABundle) == "" }
+
+// pickChallenge sets spec.Challenge: the one asked for, or (new certificates and role changes) the
+// role's first allowed challenge that can prove spec's identifiers; and checks it can.
+func pickChallenge(d *framework.FieldData, spec *storage.CertEntry, role *storage.RoleEntry, roleChanged bool) error {
+	hasIP, hasWildcard := false, false
+	for _, id := range spec.Domains {
+		hasIP = hasIP || looksLikeIP(id)
+		hasWildcard = hasWildcard || strings.HasPrefix(id, "*.")
+	}
+	if v, ok := d.GetOk("challenge"); ok && strings.TrimSpace(v.(string)) != "" {
+		ch := strings.ToLower(strings.TrimSpace(v.(string)))
+		if ch != storage.ChallengeDNS01 && ch != storage.ChallengeHTTP01 {
+			return badInput("challenge %q is not one this engine answers: use dns-01 or http-01", v.(string))
+		}
+		spec.Challenge = ch
+	} else if roleChanged || !role.AllowsChallenge(spec.ChallengeType()) {
+		spec.Challenge = role.Challenges()[0]
+		for _, ch := range role.Challenges() {
+			if ch == storage.ChallengeHTTP01 && !hasWildcard || ch == storage.ChallengeDNS01 && !hasIP {
+				spec.Challenge = ch
+				break
+			}
+		}
+	}
+	switch ch := spec.ChallengeType(); {
+	case !role.AllowsChallenge(ch):
+		return badInput("role %q does not allow the %s challenge: use %s", spec.Role, ch, strings.Join(role.Challenges(), " or "))
+	case hasIP && ch != storage.ChallengeHTTP01:
+		return badInput("IP addresses can only be proven with http-01: set challenge=http-01 (the role must allow it)")
+	case hasWildcard && ch != storage.ChallengeDNS01:
+		return badInput("wildcard names can only be proven with dns-01: set challenge=dns-01 (the role must allow it)")
+	}
+	if spec.Challenge == storage.ChallengeDNS01 {
+		spec.Challenge = "" // the default, as entries stored before there was a choice
+	}
+	return nil
+}
+
 // applyCertSpec merges spec into existing (or a new entry) and reports whether anything must be
 // stored. A changed specification starts a new generation; writing a failed certificate again
-// asks for an attempt now.
-func applyCertSpec(existing, spec *storage.CertEntry, now time.Time) (*storage.CertEntry, bool) {
+// asks for an attempt now. An import (spec holds a certificate) is stored as issued, its renewal
+// planned by plan.
+func applyCertSpec(existing, spec *storage.CertEntry, now time.Time, plan func(*storage.CertEntry, time.Time)) (*storage.CertEntry, bool) {
+	if spec.Certificate != "" {
+		return applyImport(existing, spec, now, plan)
+	}
 	if existing == nil {
 		spec.Generation, spec.Status, spec.CreatedAt, spec.UpdatedAt = 1, storage.StatusPending, now, now
 		return spec, true
 	}
 	e := *existing
-	if e.Role == spec.Role && slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile {
+	sameCert := slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile && e.CSR == spec.CSR
+	if sameCert && e.Role == spec.Role && e.Challenge == spec.Challenge {
 		// Writing a failed certificate again retries at once, but only once per backoff step:
 		// rewriting in a loop must not turn the backoff into a stream of orders.
 		if e.Status == storage.StatusFailed && !e.Current() && e.EarlyRetryAttempt != e.Attempts && now.Before(e.NextAttemptAt) {
@@ -292,26 +505,54 @@ func applyCertSpec(existing, spec *storage.CertEntry, now time.Time) (*storage.C
 		}
 		return &e, false
 	}
-	if slices.Equal(e.Domains, spec.Domains) && e.KeyType == spec.KeyType && e.Profile == spec.Profile {
-		// Only the role changes: the certificate already carries these names (the new role allows
-		// them, certSpec checked), so nothing is reissued; renewals use the new role's account.
-		// Switching roles is no way around forced_renewal_interval.
-		e.Role, e.UpdatedAt = spec.Role, now
+	if sameCert {
+		// Only the role or the challenge changes: the certificate already carries these names (the
+		// new role allows them, certSpec checked), so nothing is reissued; renewals use the new
+		// role's account and challenge. Switching roles is no way around forced_renewal_interval.
+		e.Role, e.Challenge, e.UpdatedAt = spec.Role, spec.Challenge, now
 		return &e, true
 	}
-	e.Role, e.Domains, e.KeyType, e.Profile = spec.Role, spec.Domains, spec.KeyType, spec.Profile
+	e.Role, e.Domains, e.KeyType, e.Profile, e.Challenge, e.CSR = spec.Role, spec.Domains, spec.KeyType, spec.Profile, spec.Challenge, spec.CSR
 	e.Generation++
 	e.Status, e.LastError, e.Attempts, e.NextAttemptAt, e.UpdatedAt = storage.StatusPending, "", 0, time.Time{}, now
 	return &e, true
 }
 
+// applyImport stores an imported certificate as the entry's current one, at a new generation,
+// without an order. Importing the same certificate and key again changes nothing (but the role or
+// challenge, when those change).
+func applyImport(existing, spec *storage.CertEntry, now time.Time, plan func(*storage.CertEntry, time.Time)) (*storage.CertEntry, bool) {
+	if existing != nil && existing.Certificate == spec.Certificate && existing.PrivateKey == spec.PrivateKey && existing.Current() {
+		e := *existing
+		if e.Role == spec.Role && e.Challenge == spec.Challenge {
+			return &e, false
+		}
+		e.Role, e.Challenge, e.UpdatedAt = spec.Role, spec.Challenge, now
+		return &e, true
+	}
+	e := storage.CertEntry{Generation: 1, CreatedAt: now}
+	if existing != nil {
+		e.Generation, e.CreatedAt, e.Renewals = existing.Generation+1, existing.CreatedAt, existing.Renewals
+	}
+	e.Role, e.Domains, e.KeyType, e.Profile, e.Challenge = spec.Role, spec.Domains, spec.KeyType, spec.Profile, spec.Challenge
+	e.Certificate, e.Chain, e.PrivateKey, e.SerialNumber = spec.Certificate, spec.Chain, spec.PrivateKey, spec.SerialNumber
+	e.NotBefore, e.NotAfter, e.KeySource = spec.NotBefore, spec.NotAfter, storage.KeySourceImported
+	e.IssuedAt, e.IssuedGeneration, e.Status, e.UpdatedAt = now, e.Generation, storage.StatusValid, now
+	plan(&e, now)
+	return &e, true
+}
+
 func certWriteResponse(c *storage.CertEntry, waiting string) map[string]any {
+	dns, ips := splitIdentifiers(c.Domains)
 	data := map[string]any{
 		"waiting":    waiting,
 		"role":       c.Role,
-		"domains":    c.Domains,
+		"domains":    dns,
+		"ip_sans":    ips,
 		"key_type":   c.KeyType,
 		"profile":    c.Profile,
+		"challenge":  c.ChallengeType(),
+		"key_source": keySource(c),
 		"status":     c.Status,
 		"last_error": c.LastError,
 	}
@@ -383,10 +624,14 @@ func certReadResponse(c *storage.CertEntry) map[string]any {
 		chain = []string{}
 	}
 	kt, _ := acme.ParseKeyType(c.KeyType)
+	dns, ips := splitIdentifiers(c.Domains)
 	data := map[string]any{
 		"certificate":      c.Certificate,
-		"private_key":      c.PrivateKey,
 		"private_key_type": kt.Family(),
+		"ip_sans":          ips,
+		"challenge":        c.ChallengeType(),
+		"key_source":       keySource(c),
+		"key_reused":       c.CSR != "",
 		"issuing_ca":       issuing,
 		"ca_chain":         chain,
 		"serial_number":    c.SerialNumber,
@@ -394,7 +639,7 @@ func certReadResponse(c *storage.CertEntry) map[string]any {
 		"not_before":       c.NotBefore,
 		"not_after":        c.NotAfter,
 		"issued_at":        c.IssuedAt,
-		"domains":          c.Domains,
+		"domains":          dns,
 		"role":             c.Role,
 		"key_type":         c.KeyType,
 		"profile":          c.Profile,
@@ -404,11 +649,42 @@ func certReadResponse(c *storage.CertEntry) map[string]any {
 		"renewals":         c.Renewals,
 		"renew_at":         c.RenewAt,
 	}
+	if c.PrivateKey != "" {
+		data["private_key"] = c.PrivateKey
+	}
+	if c.CSR != "" {
+		data["csr"] = c.CSR
+	}
 	if !c.NextAttemptAt.IsZero() {
 		data["next_attempt_at"] = c.NextAttemptAt
 	}
 	data["ttl"], data["rotation_period"] = readTTL(c, time.Now())
 	return data
+}
+
+// splitIdentifiers separates a certificate's DNS names from its IP addresses, for reads.
+func splitIdentifiers(ids []string) (dns, ips []string) {
+	dns, ips = []string{}, []string{}
+	for _, id := range ids {
+		if looksLikeIP(id) {
+			ips = append(ips, id)
+		} else {
+			dns = append(dns, id)
+		}
+	}
+	return dns, ips
+}
+
+// keySource names where the current certificate's key came from (vault for entries stored before
+// the field existed).
+func keySource(c *storage.CertEntry) string {
+	switch {
+	case c.KeySource != "":
+		return c.KeySource
+	case c.CSR != "":
+		return storage.KeySourceCSR
+	}
+	return storage.KeySourceVault
 }
 
 // maxReadTTL caps the ttl a read reports, so readers come back at least this often.
@@ -473,12 +749,34 @@ func (h *certHandler) delete(ctx context.Context, req *logical.Request, d *frame
 	}
 	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
+	if resp, err := h.revokeOnDelete(ctx, req, name); resp != nil || err != nil {
+		lock.Unlock()
+		return resp, err
+	}
 	err := storage.DeleteCert(ctx, req.Storage, name)
 	lock.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	h.engine.CertificateChanged(name)
+	return nil, nil
+}
+
+// revokeOnDelete revokes the certificate at its CA before it is deleted, when its role says so
+// (revoke_on_delete) and it has an unexpired certificate. A failure is answered (502) and nothing
+// is deleted, so the delete can be retried. Callers hold the certificate's lock.
+func (h *certHandler) revokeOnDelete(ctx context.Context, req *logical.Request, name string) (*logical.Response, error) {
+	c, err := storage.LoadCert(ctx, req.Storage, name)
+	if err != nil || c == nil || c.Certificate == "" || !time.Now().Before(c.NotAfter) {
+		return nil, err
+	}
+	role, err := storage.LoadRole(ctx, req.Storage, c.Role)
+	if err != nil || role == nil || !role.RevokeOnDelete {
+		return nil, err
+	}
+	if err := h.engine.RevokeCertificate(ctx, name, c, acme.RevocationReasons["cessationOfOperation"]); err != nil {
+		return caErrorResponse(fmt.Sprintf("certificate %q was not deleted: its role revokes certificates on delete, and revoking it failed (retry the delete)", name), err)
+	}
 	return nil, nil
 }
 

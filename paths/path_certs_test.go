@@ -64,6 +64,7 @@ func TestCertWriteIssues(t *testing.T) {
 	require.Equal(t, map[string]any{
 		"role": "team", "domains": []string{"www.example.com", "xn--bcher-kva.example.com"}, "key_type": "ec384", "profile": "classic",
 		"status": "valid", "last_error": "", "waiting": "", "serial_number": c.SerialNumber, "expiration": c.NotAfter.Unix(), "not_after": c.NotAfter,
+		"ip_sans": []string{}, "challenge": "dns-01", "key_source": "vault",
 	}, resp.Data)
 	require.NotContains(t, resp.Data, "private_key", "a write never returns the key")
 
@@ -269,8 +270,8 @@ func TestCertWriteRefused(t *testing.T) {
 		{name: "101 domains", data: map[string]any{"role": "web", "domains": hundred}, wants: []string{"domains has 101 names: a certificate may carry at most 100"}},
 		{name: "duplicate", data: map[string]any{"role": "web", "domains": "www.example.com,WWW.Example.com."}, wants: []string{`domains: "www.example.com" is listed twice`}},
 		{name: "misplaced wildcard", data: map[string]any{"role": "web", "domains": "www.*.example.com"}, wants: []string{"domains:", "misplaced wildcard"}},
-		{name: "IPv4", data: map[string]any{"role": "web", "domains": "192.0.2.1"}, wants: []string{`domains: "192.0.2.1" is an IP address`}},
-		{name: "IPv6", data: map[string]any{"role": "web", "domains": "[2001:db8::1]"}, wants: []string{"is an IP address"}},
+		{name: "IPv4", data: map[string]any{"role": "web", "domains": "192.0.2.1"}, wants: []string{`role "web" does not allow the IP address "192.0.2.1"`, "allowed_ip_sans"}},
+		{name: "IPv6", data: map[string]any{"role": "web", "domains": "[2001:db8::1]"}, wants: []string{`does not allow the IP address "2001:db8::1"`}},
 		{name: "label of 64", data: map[string]any{"role": "web", "domains": long(64) + ".example.com"}, wants: []string{"is longer than 63 characters"}},
 		{name: "name of 254", data: map[string]any{"role": "web", "domains": domainOfLength(254)}, wants: []string{"is longer than 253 characters"}},
 		{name: "wildcard of 254", data: map[string]any{"role": "web", "domains": "*." + domainOfLength(252)}, wants: []string{"is longer than 253 characters"}},

@@ -23,19 +23,20 @@ var dnsConfigFields = map[string]*framework.FieldSchema{
 		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 	"credential_keys":     {Type: framework.TypeStringSlice, Description: "Names of the credentials that are set (values are never returned)."},
 	"zones":               {Type: framework.TypeCommaStringSlice, Description: "DNS zones this configuration may answer challenges for. Empty: any."},
+	"delegated_domains":   {Type: framework.TypeCommaStringSlice, Description: "Names outside zones (and the names under them) whose _acme-challenge records are CNAMEs into zones (the acme-dns pattern): their challenge records are written at the CNAME's target, which must lie in zones. Needs zones."},
 	"resolvers":           {Type: framework.TypeCommaStringSlice, Description: "DNS servers (ip or ip:port) used to check that records have propagated and for the provider's zone lookups."},
 	"propagation_timeout": {Type: framework.TypeDurationSecond, Default: int(solvers.DefaultPropagationTimeout.Seconds()), Description: "How long to wait for a record to be visible at the resolvers."},
 	"polling_interval":    {Type: framework.TypeString, Default: solvers.DefaultPollingInterval.String(), Description: "First interval between propagation checks (Go duration, e.g. 500ms); grows up to 5s."},
 	"ttl":                 {Type: framework.TypeInt, Description: "TTL of challenge records in seconds, when the credentials do not set the provider's own *_TTL. 0: the provider's default."},
 }
 
-var dnsConfigReadFields = fieldsOf(dnsConfigFields, "provider", "credential_keys", "zones", "resolvers", "propagation_timeout", "polling_interval", "ttl")
+var dnsConfigReadFields = fieldsOf(dnsConfigFields, "provider", "credential_keys", "zones", "delegated_domains", "resolvers", "propagation_timeout", "polling_interval", "ttl")
 
 func dnsConfigPaths(e Engine) []*framework.Path {
 	h := &dnsConfigHandler{engine: e}
 	return resource{
 		engine: e, prefix: storage.DNSConfigPrefix, kind: "DNS configuration", singular: "dns-config", plural: "dns-configs",
-		fields: fieldsOf(dnsConfigFields, "name", "provider", "credentials", "zones", "resolvers", "propagation_timeout",
+		fields: fieldsOf(dnsConfigFields, "name", "provider", "credentials", "zones", "delegated_domains", "resolvers", "propagation_timeout",
 			"polling_interval", "ttl"),
 		readFields: dnsConfigReadFields,
 		write:      h.write, read: readEntry(storage.LoadDNSConfig, dnsConfigResponse), del: h.delete,
@@ -59,6 +60,7 @@ func dnsConfigResponse(c *storage.DNSConfigEntry) map[string]any {
 		"provider":            c.Provider,
 		"credential_keys":     keys,
 		"zones":               nonNil(c.Zones),
+		"delegated_domains":   nonNil(c.DelegatedDomains),
 		"resolvers":           nonNil(c.Resolvers),
 		"propagation_timeout": int64(c.PropagationTimeout.Seconds()),
 		"polling_interval":    c.PollingInterval.String(),
@@ -132,6 +134,16 @@ func applyDNSConfigFields(c *storage.DNSConfigEntry, d *framework.FieldData, cre
 			return err
 		}
 		c.Zones = zones
+	}
+	if raw, ok := d.GetOk("delegated_domains"); ok {
+		dd, err := parseZones("delegated_domains", raw.([]string))
+		if err != nil {
+			return err
+		}
+		c.DelegatedDomains = dd
+	}
+	if len(c.DelegatedDomains) > 0 && len(c.Zones) == 0 {
+		return badInput("delegated_domains needs zones: give the zones the delegated names' _acme-challenge CNAMEs point into")
 	}
 	if raw, ok := d.GetOk("resolvers"); ok {
 		rs, err := solvers.ParseResolvers(raw.([]string))

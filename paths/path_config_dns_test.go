@@ -33,6 +33,7 @@ func TestDNSConfigCreateReadList(t *testing.T) {
 	want := map[string]any{
 		"provider":            "rfc2136",
 		"credential_keys":     []string{"RFC2136_NAMESERVER", "RFC2136_TSIG_KEY", "RFC2136_TSIG_SECRET"},
+		"delegated_domains":   []string{},
 		"zones":               []string{"example.com", "xn--bcher-kva.example"},
 		"resolvers":           []string{"192.0.2.1:53", "[2001:db8::1]:5353", "[::1]:53"},
 		"propagation_timeout": int64(120),

@@ -3,6 +3,7 @@ package paths
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -54,11 +55,16 @@ var roleFields = map[string]*framework.FieldSchema{
 	"forced_renewal_interval":     {Type: framework.TypeDurationSecond, Default: int(storage.DefaultForcedRenewalInterval.Seconds()), Description: "Shortest time between a certificate's issuance and a renewal or revocation by hand (renew/<name>, revoke/<name>), so a tenant cannot spend the shared account's orders in a loop. 0: no limit. Default 1h."},
 	"order_limit":                 {Type: framework.TypeString, Description: "The role's own limit on new orders, as N/period (e.g. 50/3h), on top of its account's order budget, so one tenant cannot spend a shared account's budget alone. Empty or 0: only the account's budget. ARI renewals are exempt."},
 	"max_certificates":            {Type: framework.TypeInt, Description: "How many certificates may use the role at most (a tenant's quota); 0: no limit. Lowering it below the current count refuses only new certificates."},
+	"allowed_challenges":          {Type: framework.TypeCommaStringSlice, Description: "ACME challenge types certificates may be proven with: dns-01 (through the role's dns configuration) and/or http-01 (answered by this mount's unauthenticated challenge/<token> path behind your reverse proxy). The first is the default. Default: dns-01."},
+	"allowed_ip_sans":             {Type: framework.TypeCommaStringSlice, Description: "CIDRs (or single addresses) IP-address certificates (RFC 8738, proven with http-01) may name, e.g. 203.0.113.0/24. Default: none. Through an account without ca_bundle (a public CA such as Let's Encrypt) only publicly routable addresses are issued."},
+	"preferred_chain":             {Type: framework.TypeString, Description: "Issuer Common Name of the chain to store when the CA offers alternate chains (e.g. ISRG Root X1). Empty: the CA's default chain."},
+	"revoke_on_delete":            {Type: framework.TypeBool, Description: "Deleting a certificate of this role revokes it at the CA first (reason cessationOfOperation); if the CA cannot be reached the delete fails and nothing is deleted."},
 	"allowed_profiles":            {Type: framework.TypeCommaStringSlice, Description: "CA profiles a certificate may ask for besides profile; * for any. Default: only profile (a tenant cannot pick e.g. shortlived, which multiplies orders)."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
-	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval", "max_certificates", "order_limit")
+	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval", "max_certificates", "order_limit",
+	"allowed_challenges", "allowed_ip_sans", "preferred_chain", "revoke_on_delete")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e}
@@ -91,6 +97,10 @@ func roleResponse(r *storage.RoleEntry) map[string]any {
 		"forced_renewal_interval":     int64(r.ForcedRenewalInterval().Seconds()),
 		"max_certificates":            r.MaxCertificates,
 		"order_limit":                 r.OrderLimit,
+		"allowed_challenges":          r.Challenges(),
+		"allowed_ip_sans":             nonNil(r.AllowedIPSANs),
+		"preferred_chain":             r.PreferredChain,
+		"revoke_on_delete":            r.RevokeOnDelete,
 	}
 }
 
@@ -240,14 +250,61 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 		}
 		r.AllowedProfiles = ps
 	}
+	if v, ok := d.GetOk("allowed_challenges"); ok {
+		var chs []string
+		for _, c := range v.([]string) {
+			switch c = strings.ToLower(strings.TrimSpace(c)); c {
+			case "":
+				continue
+			case storage.ChallengeDNS01, storage.ChallengeHTTP01:
+			default:
+				return badInput("allowed_challenges: %q is not a challenge type this engine answers: use dns-01 and/or http-01", c)
+			}
+			if !slices.Contains(chs, c) {
+				chs = append(chs, c)
+			}
+		}
+		if len(chs) == 0 {
+			return badInput("allowed_challenges is empty: give dns-01 and/or http-01")
+		}
+		r.AllowedChallenges = chs
+	}
+	if v, ok := d.GetOk("allowed_ip_sans"); ok {
+		var cidrs []string
+		for _, c := range v.([]string) {
+			if c = strings.TrimSpace(c); c == "" {
+				continue
+			}
+			p, err := parseIPRange(c)
+			if err != nil {
+				return fieldError("allowed_ip_sans", err)
+			}
+			if !slices.Contains(cidrs, p) {
+				cidrs = append(cidrs, p)
+			}
+		}
+		r.AllowedIPSANs = cidrs
+	}
+	if v, ok := d.GetOk("preferred_chain"); ok {
+		pc := strings.TrimSpace(v.(string))
+		if len(pc) > 64 || strings.ContainsFunc(pc, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+			return badInput("preferred_chain must be an issuer Common Name of at most 64 printable characters, e.g. ISRG Root X1")
+		}
+		r.PreferredChain = pc
+	}
+	if v, ok := d.GetOk("revoke_on_delete"); ok {
+		r.RevokeOnDelete = v.(bool)
+	}
 	switch {
 	case r.Account == "":
 		return badInput("account is required: give the name of an ACME account (accounts/<name>)")
-	case r.DNS == "":
-		return badInput("dns is required: give the name of a DNS-01 configuration (config/dns/<name>)")
-	case len(r.AllowedDomains) == 0:
-		return badInput("allowed_domains is required: give the base domains this role may issue for, e.g. allowed_domains=example.com")
-	case !r.AllowBareDomains && !r.AllowSubdomains:
+	case r.DNS == "" && r.AllowsChallenge(storage.ChallengeDNS01):
+		return badInput("dns is required for dns-01: give the name of a DNS-01 configuration (config/dns/<name>), or allowed_challenges=http-01")
+	case len(r.AllowedDomains) == 0 && len(r.AllowedIPSANs) == 0:
+		return badInput("allowed_domains is required: give the base domains this role may issue for, e.g. allowed_domains=example.com (or allowed_ip_sans for IP-address certificates)")
+	case len(r.AllowedIPSANs) > 0 && !r.AllowsChallenge(storage.ChallengeHTTP01):
+		return badInput("allowed_ip_sans needs http-01 in allowed_challenges: IP addresses cannot be proven with dns-01")
+	case len(r.AllowedDomains) > 0 && !r.AllowBareDomains && !r.AllowSubdomains:
 		return badInput("the role allows no names: set allow_bare_domains=true (example.com itself) and/or allow_subdomains=true (names under it)")
 	case len(r.AllowedCertNames) == 0:
 		return badInput("allowed_cert_names is required: give the certificate names that may use this role, e.g. team-a/* (or * for any)")
@@ -303,6 +360,9 @@ func checkRoleReferences(ctx context.Context, s logical.Storage, r *storage.Role
 	if acct == nil {
 		return badInput("account %q does not exist: create accounts/%s first or name another account", r.Account, r.Account)
 	}
+	if r.DNS == "" {
+		return nil // http-01 only (applyRoleFields checked)
+	}
 	dns, err := storage.LoadDNSConfig(ctx, s, r.DNS)
 	if err != nil {
 		return err
@@ -310,12 +370,32 @@ func checkRoleReferences(ctx context.Context, s logical.Storage, r *storage.Role
 	if dns == nil {
 		return badInput("DNS configuration %q does not exist: create config/dns/%s first or name another one", r.DNS, r.DNS)
 	}
+	if !r.AllowsChallenge(storage.ChallengeDNS01) {
+		return nil
+	}
 	for _, d := range r.AllowedDomains {
 		if !dns.Covers(d) {
-			return badInput("allowed domain %q is outside the zones of DNS configuration %q (%s)", d, r.DNS, strings.Join(dns.Zones, ", "))
+			return badInput("allowed domain %q is outside the zones and delegated_domains of DNS configuration %q (%s)", d, r.DNS, strings.Join(append(slices.Clone(dns.Zones), dns.DelegatedDomains...), ", "))
 		}
 	}
 	return nil
+}
+
+// parseIPRange returns the canonical CIDR of a range of allowed_ip_sans; a single address is
+// its own /32 or /128.
+func parseIPRange(s string) (string, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p.Addr().Zone() != "" {
+			return "", fmt.Errorf("%q has an IPv6 zone", s)
+		}
+		return p.Masked().String(), nil
+	}
+	a, err := CanonicalIP(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is neither a CIDR (203.0.113.0/24) nor an IP address", s)
+	}
+	ip := netip.MustParseAddr(a)
+	return netip.PrefixFrom(ip, ip.BitLen()).String(), nil
 }
 
 func (h *roleHandler) delete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -42,6 +42,7 @@ func TestRoleCreateReadList(t *testing.T) {
 		"allow_bare_domains": false, "allow_subdomains": true, "allow_wildcard_certificates": false,
 		"allowed_cert_names": []string{"team-a/*", "shared"}, "key_type": "ec384", "profile": "tlsserver",
 		"allowed_key_types": []string{}, "allowed_profiles": []string{}, "forced_renewal_interval": int64(3600), "max_certificates": 0, "order_limit": "",
+		"allowed_challenges": []string{"dns-01"}, "allowed_ip_sans": []string{}, "preferred_chain": "", "revoke_on_delete": false,
 	}
 	require.Equal(t, want, resp.Data)
 	require.Equal(t, want, h.ok(logical.ReadOperation, "roles/team-a", nil).Data)
@@ -105,7 +106,7 @@ func TestRoleRefused(t *testing.T) {
 		{name: "missing account", set: map[string]any{"account": "nope"}, wants: []string{`account "nope" does not exist`, "accounts/nope"}},
 		{name: "missing dns", set: map[string]any{"dns": "nope"}, wants: []string{`DNS configuration "nope" does not exist`, "config/dns/nope"}},
 		{name: "domain outside zones", set: map[string]any{"allowed_domains": "example.com,example.org"},
-			wants: []string{`allowed domain "example.org" is outside the zones of DNS configuration "ns" (example.com, example.net)`}},
+			wants: []string{`allowed domain "example.org" is outside the zones and delegated_domains of DNS configuration "ns" (example.com, example.net)`}},
 		{name: "zone suffix is not a zone", set: map[string]any{"allowed_domains": "badexample.com"}, wants: []string{`allowed domain "badexample.com" is outside`}},
 		{name: "wildcard domain", set: map[string]any{"allowed_domains": "*.example.com"}, wants: []string{"allowed_domains: a zone cannot be a wildcard"}},
 		{name: "IP domain", set: map[string]any{"allowed_domains": "192.0.2.1"}, wants: []string{"allowed_domains:", "is an IP address"}},

@@ -53,6 +53,9 @@ type Engine interface {
 	RenewCertificate(ctx context.Context, name string, wait time.Duration) (*storage.CertEntry, error)
 	// RevokeCertificate revokes the entry's current certificate at its CA with an RFC 5280 reason.
 	RevokeCertificate(ctx context.Context, name string, c *storage.CertEntry, reason uint) error
+	// PlanRenewal sets when a certificate stored without an order (an import) is to be renewed
+	// and its CA's renewal window first fetched, as for one just issued.
+	PlanRenewal(c *storage.CertEntry, now time.Time)
 	// CertificateSummaries returns the renewal scheduler's view of every certificate.
 	CertificateSummaries() map[string]CertSummary
 	// CountCertificates returns how many stored certificates use the named role.
@@ -76,6 +79,7 @@ func Paths(e Engine) []*framework.Path {
 	ps = append(ps, certActionPaths(e)...)
 	ps = append(ps, certPaths(e)...)
 	ps = append(ps, statusPaths(e)...)
+	ps = append(ps, challengePaths()...)
 	return ps
 }
 

@@ -67,6 +67,11 @@ type DNSConfig struct {
 	// following _acme-challenge CNAMEs the way lego does, lies in one of them;
 	// the domain itself must lie in one too. Empty means any zone.
 	Zones []string
+	// DelegatedDomains are names (and the names under them) outside Zones this
+	// configuration may present records for because their _acme-challenge
+	// records are CNAMEs into Zones (the acme-dns pattern): the record is
+	// written at the CNAME's target, which must lie in Zones like any other.
+	DelegatedDomains []string
 }
 
 // ConfigError is a caller's mistake in a DNSConfig or in the request that uses
@@ -188,6 +193,7 @@ type checkedConfig struct {
 	DNSConfig
 	resolvers []string // normalised host:port
 	zones     []string // lower-case, no trailing dot
+	delegated []string // DelegatedDomains, likewise
 	hash      [32]byte // identifies what the child process depends on
 }
 
@@ -241,7 +247,11 @@ func checkConfig(cfg DNSConfig) (*checkedConfig, error) {
 	if cfg.PollingInterval == 0 {
 		cfg.PollingInterval = DefaultPollingInterval
 	}
-	cc := &checkedConfig{DNSConfig: cfg, resolvers: resolvers, zones: zones}
+	delegated, err := parseZones(cfg.DelegatedDomains)
+	if err != nil {
+		return nil, err
+	}
+	cc := &checkedConfig{DNSConfig: cfg, resolvers: resolvers, zones: zones, delegated: delegated}
 	cc.hash = childHash(cfg.Provider, cfg.Credentials, resolvers, zones, cfg.TTL)
 	return cc, nil
 }

@@ -529,7 +529,10 @@ func (s *processSolver) do(ctx context.Context, method, verb, domain, token, key
 	if err != nil {
 		return err
 	}
-	if !wire.InZones(d, s.cc.zones) {
+	if !wire.InZones(d, s.cc.zones) && (len(s.cc.delegated) == 0 || !wire.InZones(d, s.cc.delegated)) {
+		if len(s.cc.delegated) > 0 {
+			return configErrorf("%s is outside this DNS configuration's zones (%s) and delegated domains (%s)", d, strings.Join(s.cc.zones, ", "), strings.Join(s.cc.delegated, ", "))
+		}
 		return configErrorf("%s is outside this DNS configuration's zones (%s)", d, strings.Join(s.cc.zones, ", "))
 	}
 	if keyAuth == "" || strings.IndexByte(keyAuth, 0) >= 0 {

@@ -23,6 +23,13 @@ const (
 	StatusFailed = "failed"
 )
 
+// Key sources of a certificate.
+const (
+	KeySourceVault    = "vault"
+	KeySourceCSR      = "csr"
+	KeySourceImported = "imported"
+)
+
 // CertEntry is a named certificate: its specification, the state of its issuance and the current
 // certificate with its key.
 type CertEntry struct {
@@ -30,6 +37,14 @@ type CertEntry struct {
 	Domains []string `json:"domains"`
 	KeyType string   `json:"key_type"`
 	Profile string   `json:"profile,omitempty"`
+	// Challenge is the ACME challenge type that proves the names (dns-01 when empty).
+	Challenge string `json:"challenge,omitempty"`
+	// CSR, when set, defines the certificate: the PEM request is sent as it is at every issuance
+	// and renewal, and no private key is made or stored (KeySource "csr").
+	CSR string `json:"csr,omitempty"`
+	// KeySource says where the current certificate's key comes from: KeySourceVault (made by the
+	// engine; "" in entries stored before there was a choice), KeySourceCSR or KeySourceImported.
+	KeySource string `json:"key_source,omitempty"`
 	// Generation increases whenever the specification (role, domains, key type) changes.
 	Generation int64 `json:"generation"`
 
@@ -77,6 +92,14 @@ type CertEntry struct {
 // Current reports whether the stored certificate was issued for the current specification.
 func (c *CertEntry) Current() bool {
 	return c.Certificate != "" && c.IssuedGeneration == c.Generation
+}
+
+// ChallengeType returns the certificate's challenge type (dns-01 when unset).
+func (c *CertEntry) ChallengeType() string {
+	if c.Challenge == "" {
+		return ChallengeDNS01
+	}
+	return c.Challenge
 }
 
 // SameSpec reports whether c is the same specification of the same entry as o: an entry deleted

@@ -16,22 +16,31 @@ const DNSConfigPrefix = "config/dns/"
 type DNSConfigEntry struct {
 	Provider string `json:"provider"`
 	// Credentials are passed to the provider's isolated process under these names. Never returned.
-	Credentials        map[string]string `json:"credentials,omitempty"`
-	Zones              []string          `json:"zones,omitempty"`
-	Resolvers          []string          `json:"resolvers,omitempty"`
-	PropagationTimeout time.Duration     `json:"propagation_timeout"`
-	PollingInterval    time.Duration     `json:"polling_interval"`
-	TTL                int               `json:"ttl,omitempty"`
+	Credentials map[string]string `json:"credentials,omitempty"`
+	Zones       []string          `json:"zones,omitempty"`
+	// DelegatedDomains are names (and the names under them) outside Zones whose
+	// _acme-challenge records are CNAMEs into Zones (the acme-dns pattern): the record is written
+	// at the CNAME's target, which must lie in Zones.
+	DelegatedDomains   []string      `json:"delegated_domains,omitempty"`
+	Resolvers          []string      `json:"resolvers,omitempty"`
+	PropagationTimeout time.Duration `json:"propagation_timeout"`
+	PollingInterval    time.Duration `json:"polling_interval"`
+	TTL                int           `json:"ttl,omitempty"`
 }
 
 // Covers reports whether domain (canonical, possibly a wildcard) lies in one of the configuration's
-// zones. A configuration without zones covers every name.
+// zones or delegated domains. A configuration without zones covers every name.
 func (c *DNSConfigEntry) Covers(domain string) bool {
 	if len(c.Zones) == 0 {
 		return true
 	}
 	domain = strings.TrimPrefix(domain, "*.")
-	for _, z := range c.Zones {
+	return under(domain, c.Zones) || under(domain, c.DelegatedDomains)
+}
+
+// under reports whether domain is one of bases or lies under one.
+func under(domain string, bases []string) bool {
+	for _, z := range bases {
 		if domain == z || strings.HasSuffix(domain, "."+z) {
 			return true
 		}

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +37,58 @@ type RoleEntry struct {
 	// OrderLimit is the role's own share of its account's new orders ("N/period"; "" or "0":
 	// only the account's budget applies).
 	OrderLimit string `json:"order_limit,omitempty"`
+	// AllowedChallenges are the ACME challenge types certificates of the role may be proven
+	// with; the first is the default. Empty: dns-01 only (roles stored before HTTP-01 existed).
+	AllowedChallenges []string `json:"allowed_challenges,omitempty"`
+	// AllowedIPSANs are the CIDRs IP-address identifiers (RFC 8738) must lie in; empty: none.
+	AllowedIPSANs []string `json:"allowed_ip_sans,omitempty"`
+	// PreferredChain is the issuer Common Name of the chain to store when the CA offers
+	// alternates; empty: the CA's default chain.
+	PreferredChain string `json:"preferred_chain,omitempty"`
+	// RevokeOnDelete revokes a certificate at its CA before its entry is deleted.
+	RevokeOnDelete bool `json:"revoke_on_delete,omitempty"`
+}
+
+// ACME challenge types.
+const (
+	ChallengeDNS01  = "dns-01"
+	ChallengeHTTP01 = "http-01"
+)
+
+// Challenges returns the challenge types the role allows, its default first.
+func (r *RoleEntry) Challenges() []string {
+	if len(r.AllowedChallenges) == 0 {
+		return []string{ChallengeDNS01}
+	}
+	return r.AllowedChallenges
+}
+
+// AllowsChallenge reports whether certificates of the role may be proven with challenge type ch.
+func (r *RoleEntry) AllowsChallenge(ch string) bool {
+	return slices.Contains(r.Challenges(), ch)
+}
+
+// AllowsIdentifier reports whether the canonical identifier id (a DNS name, a wildcard or an IP
+// address) may appear on a certificate of this role.
+func (r *RoleEntry) AllowsIdentifier(id string) bool {
+	if _, err := netip.ParseAddr(id); err == nil {
+		return r.AllowsIP(id)
+	}
+	return r.AllowsDomain(id)
+}
+
+// AllowsIP reports whether the canonical IP address ip lies in one of the role's allowed_ip_sans.
+func (r *RoleEntry) AllowsIP(ip string) bool {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, c := range r.AllowedIPSANs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(addr.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultForcedRenewalInterval bounds how often a certificate can be renewed or revoked by hand,
