@@ -396,14 +396,6 @@ type certNoKey struct {
 	Chain []*x509.Certificate
 }
 
-// readCertNoKey reads certs/<name>, requires a 200 with a certificate and parses it.
-func readCertNoKey(t testing.TB, c *vaultapi.Client, name string) certNoKey {
-	t.Helper()
-	r := MustDo(t, c, http.MethodGet, Mount+"/certs/"+name, nil)
-	require.Equal(t, http.StatusOK, r.Status, "read certs/%s: %s", name, r)
-	return parseCertNoKey(t, name, r)
-}
-
 func parseCertNoKey(t testing.TB, name string, r *Resp) certNoKey {
 	t.Helper()
 	certs, err := ParseCertsPEM(fmt.Sprint(r.Data["certificate"]))
