@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -311,6 +312,80 @@ func TestMigrateLecertvend(t *testing.T) {
 	assert.True(t, reads[e.secret].IssuedAt.Equal(got.IssuedAt), "a repeated import write changed issued_at from %s to %s", reads[e.secret].IssuedAt, got.IssuedAt)
 	assert.Equal(t, reads[e.secret].Renewals, got.Renewals)
 	assert.Equal(t, 0, proxy.NewOrders(), "orders at the CA after the second run and the repeated write")
+}
+
+// TestMigrateLecertvendRefusals: what must not be migrated is not, and the script says why without
+// printing a key: an expired certificate and one without a key field are skipped; one for names
+// outside the role and one whose key is another certificate's are refused by the engine (failed,
+// exit status 1); nothing is stored for any of them.
+func TestMigrateLecertvendRefusals(t *testing.T) {
+	t.Parallel()
+	devPluginMu.RLock()
+	defer devPluginMu.RUnlock()
+	c := env.RootClient(t)
+	id := Unique("lcvbad")
+	domain := id + "." + env.Zone
+	is := env.SetupIssuer(t, c, id, nil, map[string]any{
+		"allowed_domains": domain, "allow_subdomains": true, "allowed_cert_names": id + "/*",
+	})
+	a := IssueCert(t, c, id+"/src-a", map[string]any{"role": is.Role, "domains": "a." + domain}, 2*time.Minute)
+	b := IssueCert(t, c, id+"/src-b", map[string]any{"role": is.Role, "domains": "b." + domain}, 2*time.Minute)
+
+	// An expired self-signed certificate with its key.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: bigSerial(t), Subject: pkix.Name{CommonName: "old." + domain},
+		DNSNames: []string{"old." + domain}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	expiredPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	expiredKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+
+	kv := Unique("kv-lcvbad")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, _, err = env.CLI(ctx, env.VaultToken, "secrets", "enable", "-path="+kv, "kv-v2")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _, _ = env.CLI(context.Background(), env.VaultToken, "secrets", "disable", kv) })
+	prefix := "lecertvend/" + id
+	chainOf := func(c *Cert) string { return strings.Join(pemsOf(c.CAChain), "") }
+	secrets := map[string]map[string]any{
+		"expired":   {"cert": expiredPEM, "key": expiredKey},
+		"no-key":    {"cert": a.Data["certificate"], "chain": chainOf(a)},
+		"outside":   {"cert": a.Data["certificate"], "key": a.Data["private_key"], "chain": chainOf(a)},
+		"wrong-key": {"cert": b.Data["certificate"], "key": a.Data["private_key"], "chain": chainOf(b)},
+	}
+	for s, data := range secrets {
+		MustWrite(t, c, kv+"/data/"+prefix+"/"+domain+"/"+s, map[string]any{"data": data})
+	}
+	// The role of the migrated certificates allows b.<domain> only: a.<domain> is outside it.
+	role := id + "-migrated"
+	CreateRole(t, c, role, map[string]any{
+		"account": is.Account, "dns": is.DNS, "allowed_domains": "b." + domain, "allow_bare_domains": true,
+		"allowed_cert_names": id + "-team/*",
+	})
+	out, err := runScript(t, "migrate-lecertvend.sh", "--kv-mount", kv, "--prefix", prefix, "--mount", Mount,
+		"--role", role, "--name-prefix", id+"-team/")
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "the script fails when something failed:\n%s", out)
+	assert.Equal(t, 1, exit.ExitCode())
+	assert.Contains(t, out, "summary: certificates: 0 migrated, 2 skipped (1 expired, 1 no private key (no key field)), 2 failed")
+	assert.Contains(t, out, "FAILED "+kv+"/"+prefix+"/"+domain+"/outside: vault write "+Mount+"/certs/"+id+"-team/"+domain+"/outside: HTTP 400")
+	assert.Contains(t, out, "FAILED "+kv+"/"+prefix+"/"+domain+"/wrong-key: vault write "+Mount+"/certs/"+id+"-team/"+domain+"/wrong-key: HTTP 400")
+	assert.NotContains(t, out, "PRIVATE KEY")
+	assert.NotContains(t, out, "BEGIN")
+	for s := range secrets {
+		assert.Equal(t, http.StatusNotFound, MustDo(t, c, http.MethodGet, Mount+"/certs/"+id+"-team/"+domain+"/"+s, nil).Status, "%s stored", s)
+	}
+}
+
+func bigSerial(t testing.TB) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	require.NoError(t, err)
+	return n
 }
 
 func pemsOf(certs []*x509.Certificate) []string {

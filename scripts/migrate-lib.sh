@@ -60,6 +60,7 @@ mig_clip() {
     s="$code${s#*Errors: }"
   fi
   s="${s#"${s%%[! ]*}"}"
+  s="${s%"${s##*[! ]}"}"
   printf '%s' "${s:0:300}"
 }
 
