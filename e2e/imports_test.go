@@ -528,6 +528,7 @@ func TestCSRSigning(t *testing.T) {
 			maxLen int    // the answer's size bound (0: 4 KiB)
 		}{
 			{name: "outside-role", csr: mk(good("evil.example.org"), ecKey)},
+			{name: "cn-outside-role", csr: mk(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "evil.example.org"}, DNSNames: []string{in}}, ecKey)},
 			{name: "other-tenant-zone", csr: mk(good("www.other-"+domain), ecKey)},
 			{name: "bad-signature", csr: badSig},
 			{name: "ip-san", csr: mk(withIP, ecKey)},
@@ -563,6 +564,87 @@ func TestCSRSigning(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestImportAttacks: imports the engine must refuse with 400, without echoing the key and without
+// storing anything: the key inside the certificate field, an encrypted key, another certificate's
+// key, a chain that does not sign the leaf, names outside the role, an expired certificate, a CA
+// certificate, and oversized input.
+func TestImportAttacks(t *testing.T) {
+	t.Parallel()
+	devPluginMu.RLock()
+	defer devPluginMu.RUnlock()
+	c := env.RootClient(t)
+	id := Unique("impatk")
+	domain := id + "." + env.Zone
+	is := env.SetupIssuer(t, c, id, nil, map[string]any{
+		"allowed_domains": domain, "allow_subdomains": true, "allowed_cert_names": id + "/*",
+	})
+	a := IssueCert(t, c, id+"/src-a", map[string]any{"role": is.Role, "domains": "a." + domain}, 2*time.Minute)
+	b := IssueCert(t, c, id+"/src-b", map[string]any{"role": is.Role, "domains": "b." + domain}, 2*time.Minute)
+	leafA := fmt.Sprint(a.Data["certificate"])
+	keyA := fmt.Sprint(a.Data["private_key"])
+	keyLine := strings.Split(keyA, "\n")[1] // a line of the key's base64
+	chainA := strings.Join(pemsOf(a.CAChain), "")
+
+	selfSigned := func(tmpl *x509.Certificate) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl.SerialNumber = bigSerial(t)
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		require.NoError(t, err)
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		require.NoError(t, err)
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+	}
+	expired, expiredKey := selfSigned(&x509.Certificate{Subject: pkix.Name{CommonName: "old." + domain}, DNSNames: []string{"old." + domain},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	caCert, caKey := selfSigned(&x509.Certificate{Subject: pkix.Name{CommonName: "ca." + domain}, DNSNames: []string{"ca." + domain},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature})
+	outside, outsideKey := selfSigned(&x509.Certificate{Subject: pkix.Name{CommonName: "www.example.org"}, DNSNames: []string{"www.example.org"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)})
+	block, _ := pem.Decode([]byte(keyA))
+	require.NotNil(t, block)
+	//lint:ignore SA1019 an encrypted PEM key is exactly what an operator may paste by mistake
+	encBlock, err := x509.EncryptPEMBlock(rand.Reader, "ENCRYPTED PRIVATE KEY", block.Bytes, []byte("pw"), x509.PEMCipherAES256)
+	require.NoError(t, err)
+	encKey := string(pem.EncodeToMemory(encBlock))
+	junk := make([]byte, 100<<10)
+	_, err = rand.Read(junk)
+	require.NoError(t, err)
+	hugeCert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: junk}))
+
+	cases := []struct {
+		name string
+		data map[string]any
+	}{
+		{"key-in-certificate", map[string]any{"certificate": leafA + keyA, "private_key": keyA}},
+		{"key-in-chain", map[string]any{"certificate": leafA, "private_key": keyA, "chain": keyA}},
+		{"encrypted-key", map[string]any{"certificate": leafA, "private_key": encKey}},
+		{"other-certificates-key", map[string]any{"certificate": fmt.Sprint(b.Data["certificate"]), "private_key": keyA}},
+		{"chain-not-signing", map[string]any{"certificate": leafA, "private_key": keyA, "chain": env.PebbleCAPEM(t)}},
+		{"names-outside-role", map[string]any{"certificate": outside, "private_key": outsideKey}},
+		{"domains-contradict", map[string]any{"certificate": leafA, "private_key": keyA, "chain": chainA, "domains": "b." + domain}},
+		{"expired", map[string]any{"certificate": expired, "private_key": expiredKey}},
+		{"ca-certificate", map[string]any{"certificate": caCert, "private_key": caKey}},
+		{"no-key", map[string]any{"certificate": leafA, "chain": chainA}},
+		{"100KiB-certificate", map[string]any{"certificate": hugeCert, "private_key": keyA}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name := id + "/evil-" + tc.name
+			r := MustDo(t, c, http.MethodPut, Mount+"/certs/"+name, merge(map[string]any{"role": is.Role, "wait": "0s"}, tc.data))
+			require.Equalf(t, http.StatusBadRequest, r.Status, "%s", clipResp(r))
+			assert.NotEmpty(t, r.ErrorText(), "a 400 says what is wrong")
+			assert.LessOrEqual(t, len(r.Body), 4<<10, "the answer is bounded: %s", clipResp(r))
+			bodyHasNo(t, "write certs/"+name, r, "PRIVATE KEY")
+			bodyHasNo(t, "write certs/"+name, r, keyLine)
+			assert.Equal(t, http.StatusNotFound, MustDo(t, c, http.MethodGet, Mount+"/certs/"+name, nil).Status, "a refused import stores nothing")
+			t.Logf("%s: %s", tc.name, clipResp(r))
+		})
+	}
 }
 
 // clipResp is r for a message, at most 600 characters of its body.
