@@ -182,6 +182,8 @@ func TestImportCertbot(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, strings.Count(string(pebbleLog), fmt.Sprintf("AccountURL:%q", regr.URI)),
 		"Pebble validated for certbot's account twice (certbot's order, the renewal)")
+	assert.Equal(t, 1, strings.Count(string(pebbleLog), "There are now 1 accounts in memory"), "certbot registered its account")
+	assert.NotContains(t, string(pebbleLog), "There are now 2 accounts in memory", "neither the import nor the renewal registered another account")
 	namedLog, err := os.ReadFile(filepath.Join(env.StateDir, "named.log"))
 	require.NoError(t, err)
 	assert.Contains(t, string(namedLog), "adding an RR at '_acme-challenge."+domain+"' TXT", "the renewal was proved with DNS-01 at BIND")
