@@ -167,8 +167,27 @@ func TestImportCertbot(t *testing.T) {
 	assert.True(t, imported.IssuedAt.Equal(again.IssuedAt), "issued_at %s, then %s", imported.IssuedAt, again.IssuedAt)
 	assert.Equal(t, 0, proxy.NewOrders(), "orders at the CA after the second run")
 
+	// The same key written without account_url is looked up at the CA: the same account, nothing
+	// registered. A forged account_url (another account's URL) is refused and nothing is stored.
+	jwk, err := os.ReadFile(filepath.Join(filepath.Dir(regrs[0]), "private_key.json"))
+	require.NoError(t, err)
+	viaProxy := map[string]any{"directory_url": directory, "ca_bundle": string(proxy.CAPEM), "contact": nil, "private_key": string(jwk)}
+	lookup := MustDo(t, c, http.MethodPut, Mount+"/accounts/"+id+"-lookup", env.AccountData(t, viaProxy))
+	require.Truef(t, lookup.Status/100 == 2, "import certbot's key without account_url: %s", clipResp(lookup))
+	bodyHasNo(t, "write accounts/"+id+"-lookup", lookup, "PRIVATE KEY")
+	a = MustDo(t, c, http.MethodGet, Mount+"/accounts/"+id+"-lookup", nil)
+	require.Equal(t, http.StatusOK, a.Status, "%s", a)
+	assert.Equal(t, regr.URI, a.Data["account_url"], "the key's account is found, not registered anew")
+	forged := regr.URI[:strings.LastIndex(regr.URI, "/")+1] + "0123456789abcdef"
+	r := MustDo(t, c, http.MethodPut, Mount+"/accounts/"+id+"-forged", env.AccountData(t, merge(viaProxy, map[string]any{"account_url": forged})))
+	assert.Equalf(t, http.StatusBadRequest, r.Status, "an account_url the key does not own: %s", clipResp(r))
+	bodyHasNo(t, "write accounts/"+id+"-forged", r, `"d":`)
+	assert.Equal(t, http.StatusNotFound, MustDo(t, c, http.MethodGet, Mount+"/accounts/"+id+"-forged", nil).Status, "a refused import stores nothing")
+	t.Logf("forged account_url: %s", clipResp(r))
+	assert.Equal(t, 0, proxy.NewOrders(), "orders at the CA from account imports")
+
 	// The next renewal uses the imported account and DNS-01.
-	r := MustDo(t, c, http.MethodPut, Mount+"/renew/"+certName, map[string]any{"wait": "60s"})
+	r = MustDo(t, c, http.MethodPut, Mount+"/renew/"+certName, map[string]any{"wait": "60s"})
 	require.Containsf(t, []int{http.StatusOK, http.StatusAccepted}, r.Status, "renew: %s", r)
 	bodyHasNo(t, "renew/"+certName, r, "PRIVATE KEY")
 	renewed := waitRenewed(t, c, certName, imported.Serial, time.Second, time.Now().Add(3*time.Minute))
