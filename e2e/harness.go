@@ -50,12 +50,16 @@ type Env struct {
 	PebbleConfig     string `json:"PEBBLE_CONFIG"`
 	PebbleEABKID     string `json:"PEBBLE_EAB_KID"`
 	PebbleEABHMACKey string `json:"PEBBLE_EAB_HMAC_KEY"`
+	PebbleHTTPPort   string `json:"PEBBLE_HTTP_PORT"` // where Pebble sends HTTP-01 validations (on 127.0.0.1 here)
 	DNSAddr          string `json:"DNS_ADDR"`
 	DNSPort          string `json:"DNS_PORT"`
 	TSIGKeyName      string `json:"TSIG_KEY_NAME"`
 	TSIGAlgorithm    string `json:"TSIG_ALGORITHM"`
 	TSIGSecret       string `json:"TSIG_SECRET"`
 	Zone             string `json:"ZONE"`
+	DelegatedZone    string `json:"DELEGATED_ZONE"` // _acme-challenge CNAMEs into Zone (and out of it)
+	OutsideZone      string `json:"OUTSIDE_ZONE"`   // updatable with the same key, in no DNS configuration
+	HTTP01Base       string `json:"HTTP01_BASE"`    // every name under it resolves to 127.0.0.1
 	StateDir         string `json:"STATE_DIR"`
 	PluginBin        string `json:"LE_PLUGIN_BIN"`
 	PluginVersion    string `json:"LE_PLUGIN_VERSION"`
