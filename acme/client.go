@@ -5,15 +5,16 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/hashicorp/go-cleanhttp"
+	"golang.org/x/sync/semaphore"
 )
 
 // Directory URLs behind the aliases users may give instead of a URL.
@@ -105,14 +106,24 @@ type Options struct {
 // Client talks to one CA as one account; each Client has its own HTTP client and trust roots, and
 // shares nothing with other clients.
 //
-// Register sets the account URL that every later request is signed with, so it must finish before
-// other methods are called on the same Client. Apart from that, a Client is safe for concurrent use.
+// Register and LookupAccount set the account URL that every later request is signed with, so they
+// must finish before other methods are called on the same Client. Apart from that, a Client is
+// safe for concurrent use; RolloverKey changes the key under requests in flight without failing
+// them (see holdKey and signingTransport).
 type Client struct {
-	acct    Account
-	core    *api.Core
-	headers *headerTracker
-	http    *http.Client
-	base    http.RoundTripper // the transport under headerTracker, for Close
+	acct Account // DirectoryURL, CABundle and URL; the key is the session's
+	// sess is the current session (lego's core and the key it signs with). A key rollover
+	// replaces it.
+	sess atomic.Pointer[session]
+	// signMu is held shared by every signed request in flight and exclusively by a key change.
+	signMu sync.RWMutex
+	// gate is held by authorizations being answered and wholly by a key rollover (holdKey).
+	gate      *semaphore.Weighted
+	headers   *headerTracker
+	raw       *http.Client      // this package's own requests (key change), beside lego's
+	base      http.RoundTripper // the transport under headerTracker, for Close
+	userAgent string
+	timeout   time.Duration
 }
 
 // Dial fetches the CA's directory and returns a client for acct. acct.URL may be empty to register.
@@ -130,17 +141,19 @@ func Dial(acct Account, opts Options) (*Client, error) {
 	if ua == "" {
 		ua = "vault-plugin-secrets-letsencrypt"
 	}
-	// api.New replaces httpClient.Transport by an HTTPS-only wrapper around tracker.
-	core, err := api.New(httpClient, ua, acct.DirectoryURL, acct.URL, acct.Key)
+	c := &Client{acct: acct, gate: semaphore.NewWeighted(keyGateWeight), headers: tracker, raw: httpClient,
+		base: tracker.next, userAgent: ua, timeout: httpClient.Timeout}
+	s, err := c.newSession(acct.Key)
 	if err != nil {
-		return nil, classifyTransport(fmt.Errorf("acme: fetch directory %s: %w", acct.DirectoryURL, err))
+		return nil, err
 	}
-	return &Client{acct: acct, core: core, headers: tracker, http: httpClient, base: tracker.next}, nil
+	c.sess.Store(s)
+	return c, nil
 }
 
 // Close releases idle connections to the CA. The Client stays usable.
 func (c *Client) Close() {
-	// Not c.http.CloseIdleConnections: lego and headerTracker wrap the transport in round trippers
+	// Not http.Client.CloseIdleConnections: lego and headerTracker wrap the transport in round trippers
 	// that do not pass the call on.
 	if ci, ok := c.base.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
@@ -148,10 +161,10 @@ func (c *Client) Close() {
 }
 
 // TermsOfService returns the CA's terms-of-service URL from its directory, if it has one.
-func (c *Client) TermsOfService() string { return c.core.GetDirectory().Meta.TermsOfService }
+func (c *Client) TermsOfService() string { return c.api().GetDirectory().Meta.TermsOfService }
 
 // SupportsRenewalInfo reports whether the CA offers ARI (RFC 9773).
-func (c *Client) SupportsRenewalInfo() bool { return c.core.GetDirectory().RenewalInfo != "" }
+func (c *Client) SupportsRenewalInfo() bool { return c.api().GetDirectory().RenewalInfo != "" }
 
 // newHTTPClient builds the client's own HTTP client: go-cleanhttp's pooled transport (never shared
 // with another client) trusting only the bundle's roots, or the system roots when bundle is empty.

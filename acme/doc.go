@@ -3,7 +3,9 @@
 // It owns:
 //   - the per-account HTTP client, with the account's own trust roots (ParseCABundle, Dial);
 //   - account registration, with external account binding and adoption of an imported key
-//     (Register, UpdateContact, ValidateEABKey);
+//     (Register, LookupAccount, UpdateContact, ValidateEABKey), account keys as PEM or as certbot's
+//     JSON Web Key (ParseAccountKey), key rollover that does not fail requests in flight
+//     (RolloverKey) and deactivation (Deactivate);
 //   - certificate orders that can be resumed from a stored order URL, DNS-01 authorizations
 //     through a Solver, finalization and certificate download (Obtain);
 //   - polling that starts well under a second, backs off and honours Retry-After (PollPolicy);

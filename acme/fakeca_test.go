@@ -63,6 +63,8 @@ type fakeCA struct {
 	revoked      []acme.RevokeCertMessage
 	renewalIDs   []string
 	window       acme.Window
+	// Accounts, key changes and deactivation (fakeca_accounts_test.go).
+	fakeAccounts
 }
 
 type fakeFailure struct {
@@ -244,19 +246,6 @@ func (f *fakeCA) issueLocked(domains []string) []byte {
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.caCert.Raw})...)
 }
 
-// jwsPayload returns the decoded payload of a flattened JWS request body ("" for POST-as-GET).
-func jwsPayload(r *http.Request) (string, error) {
-	var body struct {
-		Protected string `json:"protected"`
-		Payload   string `json:"payload"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		return "", err
-	}
-	p, err := base64.RawURLEncoding.DecodeString(body.Payload)
-	return string(p), err
-}
-
 func (f *fakeCA) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -294,6 +283,9 @@ func (f *fakeCA) serve(w http.ResponseWriter, r *http.Request) {
 			NewNonceURL: f.url("/nonce"), NewAccountURL: f.url("/new-account"), NewOrderURL: f.url("/new-order"),
 			RevokeCertURL: f.url("/revoke"), Meta: acme.Meta{TermsOfService: f.url("/tos")},
 		}
+		if !f.noKeyChange {
+			dir.KeyChangeURL = f.url("/key-change")
+		}
 		if f.ari {
 			dir.RenewalInfo = f.url("/renewalInfo")
 		}
@@ -306,32 +298,12 @@ func (f *fakeCA) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodPost:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	default:
-		payload, err := jwsPayload(r)
-		if err != nil {
-			f.problem(w, http.StatusBadRequest, problemNS+"malformed", "not a JWS: "+err.Error())
-			return
-		}
-		f.post(w, path, payload)
+		f.signedPost(w, r) // fakeca_accounts_test.go: accounts, then f.post
 	}
 }
 
 func (f *fakeCA) post(w http.ResponseWriter, path, payload string) {
 	switch {
-	case path == "/new-account":
-		var acct acme.Account
-		if !f.decode(w, payload, &acct) {
-			return
-		}
-		f.contact, f.eab = acct.Contact, len(acct.ExternalAccountBinding) > 0
-		w.Header().Set("Location", f.url("/acct/1"))
-		f.json(w, http.StatusCreated, acme.Account{Status: acme.StatusValid, Contact: acct.Contact})
-	case strings.HasPrefix(path, "/acct/"):
-		var acct acme.Account
-		if !f.decode(w, payload, &acct) {
-			return
-		}
-		f.contact = acct.Contact
-		f.json(w, http.StatusOK, acme.Account{Status: acme.StatusValid, Contact: acct.Contact})
 	case path == "/new-order":
 		var req acme.Order
 		if !f.decode(w, payload, &req) || !f.decode(w, payload, &f.lastNewOrder) {

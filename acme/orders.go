@@ -91,7 +91,7 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 		return nil, err
 	}
 	if order.Status == acme.StatusReady {
-		if _, err := c.core.Orders.UpdateForCSR(order.Finalize, req.CSR); err != nil {
+		if _, err := c.api().Orders.UpdateForCSR(order.Finalize, req.CSR); err != nil {
 			return nil, classify(fmt.Errorf("acme: finalize order: %w", err))
 		}
 		order, err = c.waitOrder(ctx, orderURL, policy, acme.StatusValid)
@@ -102,7 +102,7 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 	if req.PreferredChain != "" {
 		return c.downloadPreferred(orderURL, order.Certificate, req.PreferredChain)
 	}
-	leaf, issuer, err := c.core.Certificates.Get(order.Certificate, false)
+	leaf, issuer, err := c.api().Certificates.Get(order.Certificate, false)
 	if err != nil {
 		return nil, classify(fmt.Errorf("acme: download certificate: %w", err))
 	}
@@ -113,7 +113,7 @@ func (c *Client) Obtain(ctx context.Context, req OrderRequest, policy PollPolicy
 // §7.4.2, Link rel="alternate") and returns the first, the CA's default first, whose chain
 // matches preferred (chainMatches); none matching: the default chain.
 func (c *Client) downloadPreferred(orderURL, certURL, preferred string) (*Certificate, error) {
-	all, err := c.core.Certificates.GetAll(certURL, false)
+	all, err := c.api().Certificates.GetAll(certURL, false)
 	if err != nil {
 		return nil, classify(fmt.Errorf("acme: download certificate: %w", err))
 	}
@@ -169,12 +169,12 @@ func (c *Client) openOrder(ctx context.Context, req OrderRequest) (acme.Order, s
 	}
 	if req.ResumeOrderURL != "" {
 		// Any failure to read the old order (gone, expired, CA hiccup) just means a new order.
-		o, err := c.core.Orders.Get(req.ResumeOrderURL)
+		o, err := c.api().Orders.Get(req.ResumeOrderURL)
 		if err == nil && o.Status != acme.StatusInvalid && sameIdentifiers(o.Identifiers, req.Domains) {
 			return o.Order, req.ResumeOrderURL, nil
 		}
 	}
-	o, err := c.core.Orders.NewWithOptions(req.Domains, apiOrderOptions{Profile: req.Profile, ReplacesCertID: req.ReplacesCertID}.lego())
+	o, err := c.api().Orders.NewWithOptions(req.Domains, apiOrderOptions{Profile: req.Profile, ReplacesCertID: req.ReplacesCertID}.lego())
 	if err != nil {
 		return acme.Order{}, "", classify(fmt.Errorf("acme: new order: %w", err))
 	}
@@ -211,13 +211,20 @@ type pendingAuthz struct {
 // waves, because some DNS providers replace the whole record set on present; HTTP-01 answers never
 // collide and go in one.
 func (c *Client) solveAuthorizations(ctx context.Context, urls []string, req OrderRequest, policy PollPolicy) error {
+	// The account key must not change from the first key authorization until the CA has
+	// validated the last (holdKey says why); a key rollover waits meanwhile.
+	release, err := c.holdKey(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	chType := req.Challenge
 	if chType == "" {
 		chType = ChallengeDNS01
 	}
 	var waves [][]pendingAuthz
 	for _, u := range urls {
-		authz, err := c.core.Authorizations.Get(u)
+		authz, err := c.api().Authorizations.Get(u)
 		if err != nil {
 			return classify(fmt.Errorf("acme: get authorization: %w", err))
 		}
@@ -237,7 +244,7 @@ func (c *Client) solveAuthorizations(ctx context.Context, urls []string, req Ord
 		if p.challengeURL == "" {
 			return &Error{Kind: ErrRejected, err: fmt.Errorf("acme: the CA offers no %s challenge for %s", chType, p.domain)}
 		}
-		if p.keyAuth, err = c.core.GetKeyAuthorization(p.token); err != nil {
+		if p.keyAuth, err = c.api().GetKeyAuthorization(p.token); err != nil {
 			return fmt.Errorf("acme: key authorization: %w", err)
 		}
 		placed := false
@@ -294,7 +301,7 @@ func (c *Client) acceptAll(ctx context.Context, wave []pendingAuthz, policy Poll
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range wave {
 		g.Go(func() error {
-			ch, err := c.core.Challenges.New(p.challengeURL)
+			ch, err := c.api().Challenges.New(p.challengeURL)
 			if err != nil {
 				return classify(fmt.Errorf("acme: accept challenge for %s: %w", p.domain, err))
 			}
@@ -359,7 +366,7 @@ func (c *Client) waitChallenge(ctx context.Context, p pendingAuthz, ch acme.Exte
 	return policy.poll(ctx, "validation of "+p.domain, func() (bool, time.Duration, error) {
 		if !first {
 			var err error
-			if ch, err = c.core.Challenges.Get(p.challengeURL); err != nil {
+			if ch, err = c.api().Challenges.Get(p.challengeURL); err != nil {
 				return false, 0, classify(fmt.Errorf("acme: get challenge for %s: %w", p.domain, err))
 			}
 		}
@@ -383,7 +390,7 @@ func (c *Client) waitChallenge(ctx context.Context, p pendingAuthz, ch acme.Exte
 func (c *Client) waitOrder(ctx context.Context, orderURL string, policy PollPolicy, want ...string) (acme.Order, error) {
 	var order acme.Order
 	err := policy.poll(ctx, "order", func() (bool, time.Duration, error) {
-		o, err := c.core.Orders.Get(orderURL)
+		o, err := c.api().Orders.Get(orderURL)
 		if err != nil {
 			return false, 0, classify(fmt.Errorf("acme: get order: %w", err))
 		}

@@ -45,9 +45,9 @@ func (c *Client) Register(ctx context.Context, reg Registration) (accountURL, st
 	var acct acme.ExtendedAccount
 	if reg.EABKeyID != "" {
 		hmac := strings.TrimRight(reg.EABHMACKey, "=")
-		acct, err = c.core.Accounts.NewEAB(msg, reg.EABKeyID, hmac)
+		acct, err = c.api().Accounts.NewEAB(msg, reg.EABKeyID, hmac)
 	} else {
-		acct, err = c.core.Accounts.New(msg)
+		acct, err = c.api().Accounts.New(msg)
 	}
 	if err != nil {
 		return "", "", classify(fmt.Errorf("acme: register account: %w", err))
@@ -72,8 +72,73 @@ func (c *Client) UpdateContact(ctx context.Context, contact []string) error {
 	for _, e := range contact {
 		msg.Contact = append(msg.Contact, "mailto:"+e)
 	}
-	if _, err := c.core.Accounts.Update(c.acct.URL, msg); err != nil {
+	if _, err := c.api().Accounts.Update(c.acct.URL, msg); err != nil {
 		return classify(fmt.Errorf("acme: update account contact: %w", err))
+	}
+	return nil
+}
+
+// ErrAccountNotFound is matched (errors.Is) by LookupAccount's error when the CA has no account
+// for the key. The error is also an *Error of kind ErrRejected with the CA's problem document.
+var ErrAccountNotFound = errors.New("acme: the CA has no account for this key")
+
+// AccountInfo is an account as the CA describes it.
+type AccountInfo struct {
+	// URL is the account URL (the JWS "kid").
+	URL string
+	// Status is "valid", "deactivated" or "revoked".
+	Status string
+	// Contact holds the account's e-mail addresses, without "mailto:"; other contact URLs are
+	// left out.
+	Contact []string
+}
+
+// LookupAccount asks the CA for the existing account of the client's key without creating one
+// (newAccount with onlyReturnExisting, RFC 8555 §7.3.1), and, like Register, signs every later
+// request of this Client with its URL. It is for a Client dialed without an account URL, and must
+// not run concurrently with other methods of the same Client. A CA without an account for the key
+// yields an error matching ErrAccountNotFound.
+func (c *Client) LookupAccount(ctx context.Context) (AccountInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return AccountInfo{}, err
+	}
+	if c.acct.URL != "" {
+		return AccountInfo{}, invalid(nil, "look up account: the client already acts for %s", c.acct.URL)
+	}
+	acct, err := c.api().Accounts.New(acme.Account{OnlyReturnExisting: true})
+	if err != nil {
+		err = classify(fmt.Errorf("acme: look up account: %w", err))
+		var ae *Error
+		if errors.As(err, &ae) && ae.ProblemType == problemNS+"accountDoesNotExist" {
+			ae.err = fmt.Errorf("%w: %w", ErrAccountNotFound, ae.err)
+		}
+		return AccountInfo{}, err
+	}
+	if acct.Location == "" {
+		return AccountInfo{}, &Error{Kind: ErrUnreachable, err: errors.New("acme: look up account: the CA returned no account URL")}
+	}
+	c.acct.URL = acct.Location
+	info := AccountInfo{URL: acct.Location, Status: acct.Status}
+	for _, ct := range acct.Contact {
+		if e, ok := strings.CutPrefix(ct, "mailto:"); ok {
+			info.Contact = append(info.Contact, e)
+		}
+	}
+	return info, nil
+}
+
+// Deactivate deactivates the account at the CA (RFC 8555 §7.3.6). The CA refuses every later
+// request of the account, and the account cannot be activated again. The client must have an
+// account URL.
+func (c *Client) Deactivate(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.acct.URL == "" {
+		return invalid(nil, "deactivate account: the account is not registered")
+	}
+	if err := c.api().Accounts.Deactivate(c.acct.URL); err != nil {
+		return classify(fmt.Errorf("acme: deactivate account: %w", err))
 	}
 	return nil
 }

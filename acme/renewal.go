@@ -55,7 +55,7 @@ func (c *Client) RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*Rene
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.core.Certificates.GetRenewalInfo(id)
+	resp, err := c.api().Certificates.GetRenewalInfo(id)
 	if errors.Is(err, api.ErrNoARI) {
 		return nil, ErrNoRenewalInfo
 	}
@@ -101,7 +101,7 @@ func (c *Client) Revoke(ctx context.Context, der []byte, reason uint) error {
 		return err
 	}
 	msg := acme.RevokeCertMessage{Certificate: base64.RawURLEncoding.EncodeToString(der), Reason: &reason}
-	if err := c.core.Certificates.Revoke(msg); err != nil {
+	if err := c.api().Certificates.Revoke(msg); err != nil {
 		return classify(fmt.Errorf("acme: revoke certificate: %w", err))
 	}
 	return nil

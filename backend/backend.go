@@ -9,6 +9,7 @@ package backend
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -50,6 +51,10 @@ type ACMEClient interface {
 	SupportsRenewalInfo() bool
 	RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*acme.RenewalWindow, error)
 	Revoke(ctx context.Context, der []byte, reason uint) error
+	// Account lifecycle (backend/accounts.go).
+	LookupAccount(ctx context.Context) (acme.AccountInfo, error)
+	RolloverKey(ctx context.Context, newKey crypto.Signer) error
+	Deactivate(ctx context.Context) error
 	Close()
 }
 

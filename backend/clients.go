@@ -21,6 +21,9 @@ import (
 type cachedClient struct {
 	fingerprint string
 	client      ACMEClient
+	// previous is the fingerprint the client had before a key rollover it made (which changed
+	// its key in place): a job that loaded the account before the rollover gets the same client.
+	previous string
 }
 
 func accountFingerprint(a *storage.AccountEntry) string {
@@ -50,7 +53,7 @@ func (b *backend) clientOptions() acme.Options {
 func (b *backend) accountClient(name string, a *storage.AccountEntry) (ACMEClient, error) {
 	fp := accountFingerprint(a)
 	b.clientsMu.Lock()
-	if c := b.clients[name]; c != nil && c.fingerprint == fp {
+	if c := b.clients[name]; c != nil && (c.fingerprint == fp || c.previous == fp) {
 		b.clientsMu.Unlock()
 		return c.client, nil
 	}

@@ -261,11 +261,14 @@ func (b *backend) plan(ctx context.Context, name string, c *storage.CertEntry) (
 	if !p.role.AllowsProfile(c.Profile) {
 		return nil, fmt.Errorf("%w: role %q no longer allows profile %q", errPlan, c.Role, c.Profile)
 	}
-	if p.account, err = storage.LoadAccount(ctx, b.storage, p.role.Account); err != nil {
+	if p.account, err = b.loadAccount(ctx, p.role.Account); err != nil {
 		return nil, err
 	}
 	if p.account == nil {
 		return nil, fmt.Errorf("%w: account %q of role %q no longer exists", errPlan, p.role.Account, c.Role)
+	}
+	if p.account.Status == storage.AccountStatusDeactivated {
+		return nil, fmt.Errorf("%w: account %q of role %q is deactivated at its CA: point the role at another account", errPlan, p.role.Account, c.Role)
 	}
 	if !p.role.AllowsChallenge(c.ChallengeType()) {
 		return nil, fmt.Errorf("%w: role %q no longer allows the %s challenge", errPlan, c.Role, c.ChallengeType())

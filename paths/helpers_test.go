@@ -59,6 +59,9 @@ type fakeEngine struct {
 	contactErr error
 	contacts   [][]string
 
+	// ImportAccount, RolloverAccountKey, DeactivateAccount (path_accounts_test.go)
+	lifecycle accountLifecycleFake
+
 	// CheckDNSConfig
 	checkDNSErr error
 	checkedDNS  []storage.DNSConfigEntry

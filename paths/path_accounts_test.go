@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
@@ -125,7 +127,9 @@ func TestAccountImportKey(t *testing.T) {
 			}
 			resp := h.ok(logical.CreateOperation, "accounts/imported", data)
 			require.Equal(t, "ec384", resp.Data["key_type"], "the key type is the imported key's")
-			samePublicKey(t, key.Public(), h.e.registeredKey.Public())
+			require.Equal(t, []string{"https://ca.test/dir"}, h.e.names("ImportAccount"), "an imported key is looked up, not registered blindly")
+			require.Empty(t, h.e.names("RegisterAccount"))
+			samePublicKey(t, key.Public(), h.e.lifecycle.importedKey.Public())
 			stored, err := acme.ParseKey(loadAccount(t, h, "imported").PrivateKey)
 			require.NoError(t, err)
 			samePublicKey(t, key.Public(), stored.Public())
@@ -410,4 +414,306 @@ func TestAccountOrderBudget(t *testing.T) {
 		require.Less(t, len(resp.Error().Error()), 300)
 		require.Equal(t, "10/30m", loadAccount(t, h, "private").OrderLimit, "unchanged")
 	}
+}
+
+// accountLifecycleFake is the fake engine's part for ImportAccount, RolloverAccountKey and
+// DeactivateAccount. The fake engine's lock guards it.
+type accountLifecycleFake struct {
+	// ImportAccount answers importInfo (nil: the registerURL account, valid, with the request's
+	// contact) or importErr.
+	importInfo  *acme.AccountInfo
+	importErr   error
+	imported    *storage.AccountEntry
+	importedKey crypto.Signer
+	importedReg acme.Registration
+
+	rolloverErr   error
+	rolledKeys    []crypto.Signer
+	deactivateErr error
+	// lockHeld records, per rollover or deactivation, whether the account's lock was held.
+	lockHeld []bool
+}
+
+func (e *fakeEngine) ImportAccount(_ context.Context, acct *storage.AccountEntry, key crypto.Signer, reg acme.Registration) (acme.AccountInfo, error) {
+	e.record("ImportAccount", acct.DirectoryURL)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := *acct
+	f := &e.lifecycle
+	f.imported, f.importedKey, f.importedReg = &a, key, reg
+	if f.importErr != nil {
+		return acme.AccountInfo{}, f.importErr
+	}
+	if f.importInfo != nil {
+		return *f.importInfo, nil
+	}
+	return acme.AccountInfo{URL: e.registerURL, Status: "valid", Contact: reg.Contact}, nil
+}
+
+// accountLocked reports whether the account's lock is held (by the handler that called us).
+func (e *fakeEngine) accountLocked(name string) bool {
+	l := e.locks.For(storage.AccountPrefix, name)
+	if l.TryLock() {
+		l.Unlock()
+		return false
+	}
+	return true
+}
+
+func (e *fakeEngine) RolloverAccountKey(ctx context.Context, name string, acct *storage.AccountEntry, newKey crypto.Signer) (*storage.AccountEntry, error) {
+	e.record("RolloverAccountKey", name)
+	held := e.accountLocked(name)
+	e.mu.Lock()
+	f := &e.lifecycle
+	f.lockHeld = append(f.lockHeld, held)
+	f.rolledKeys = append(f.rolledKeys, newKey)
+	err := f.rolloverErr
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	updated := *acct
+	kt, err := acme.KeyTypeOf(newKey)
+	if err != nil {
+		return nil, err
+	}
+	if updated.PrivateKey, err = acme.EncodeKey(newKey); err != nil {
+		return nil, err
+	}
+	updated.KeyType = string(kt)
+	return &updated, storage.StoreAccount(ctx, e.s, name, &updated)
+}
+
+func (e *fakeEngine) DeactivateAccount(ctx context.Context, name string, acct *storage.AccountEntry) (*storage.AccountEntry, error) {
+	e.record("DeactivateAccount", name)
+	held := e.accountLocked(name)
+	e.mu.Lock()
+	e.lifecycle.lockHeld = append(e.lifecycle.lockHeld, held)
+	err := e.lifecycle.deactivateErr
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	updated := *acct
+	updated.Status = storage.AccountStatusDeactivated
+	return &updated, storage.StoreAccount(ctx, e.s, name, &updated)
+}
+
+// certbotJWK returns key as certbot's private_key.json (a private JWK, as josepy writes it).
+func certbotJWK(t *testing.T, key crypto.Signer) string {
+	t.Helper()
+	raw, err := (&jose.JSONWebKey{Key: key}).MarshalJSON()
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(raw, &m))
+	out, err := json.MarshalIndent(m, "", "  ")
+	require.NoError(t, err)
+	return string(out)
+}
+
+// Import of a certbot account: private_key.json (JWK) and regr.json's uri as account_url.
+func TestAccountImportCertbot(t *testing.T) {
+	for _, kt := range []acme.KeyType{acme.RSA2048, acme.EC256, acme.EC384} {
+		t.Run(string(kt), func(t *testing.T) {
+			h := newHarness(t)
+			key, err := kt.Generate()
+			require.NoError(t, err)
+			h.e.lifecycle.importInfo = &acme.AccountInfo{URL: "https://ca.test/acct/42", Status: "valid", Contact: []string{"certbot@example.com"}}
+			resp := h.ok(logical.CreateOperation, "accounts/certbot", map[string]any{
+				"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true,
+				"private_key": certbotJWK(t, key), "account_url": " https://ca.test/acct/42 ",
+			})
+			require.Equal(t, "https://ca.test/acct/42", resp.Data["account_url"])
+			require.Equal(t, string(kt), resp.Data["key_type"])
+			require.Equal(t, []string{"certbot@example.com"}, resp.Data["contact"], "the CA's contact when the request gives none")
+			require.Equal(t, "https://ca.test/acct/42", h.e.lifecycle.imported.AccountURL, "the engine checks the URL with the CA")
+			samePublicKey(t, key.Public(), h.e.lifecycle.importedKey.Public())
+			require.Empty(t, h.e.names("RegisterAccount"))
+
+			// Stored as PKCS #8 PEM, like every account key.
+			a := loadAccount(t, h, "certbot")
+			require.True(t, strings.HasPrefix(a.PrivateKey, "-----BEGIN PRIVATE KEY-----"))
+			stored, err := acme.ParseKey(a.PrivateKey)
+			require.NoError(t, err)
+			samePublicKey(t, key.Public(), stored.Public())
+			require.Equal(t, []string{"certbot@example.com"}, a.Contact)
+
+			read := h.ok(logical.ReadOperation, "accounts/certbot", nil)
+			require.NotContains(t, read.Data, "private_key")
+			// account_url is fixed once the account exists.
+			h.ok(logical.UpdateOperation, "accounts/certbot", map[string]any{"account_url": "https://ca.test/acct/42"})
+			h.bad(nil, logical.UpdateOperation, "accounts/certbot", map[string]any{"account_url": "https://ca.test/acct/43"},
+				`account_url of existing account "certbot" cannot change`)
+		})
+	}
+	t.Run("contact given is passed on", func(t *testing.T) {
+		h := newHarness(t)
+		key, _ := acme.EC256.Generate()
+		resp := h.ok(logical.CreateOperation, "accounts/certbot", map[string]any{"directory_url": "https://ca.test/dir",
+			"terms_of_service_agreed": true, "private_key": certbotJWK(t, key), "contact": "ops@example.com"})
+		require.Equal(t, []string{"ops@example.com"}, h.e.lifecycle.importedReg.Contact)
+		require.Equal(t, []string{"ops@example.com"}, resp.Data["contact"])
+		require.Equal(t, "", h.e.lifecycle.imported.AccountURL, "without account_url the engine looks the key up")
+	})
+}
+
+func TestAccountImportRefused(t *testing.T) {
+	key, _ := acme.EC256.Generate()
+	jwk := certbotJWK(t, key)
+	var pub map[string]any
+	require.NoError(t, json.Unmarshal([]byte(jwk), &pub))
+	delete(pub, "d")
+	pubJSON, _ := json.Marshal(pub)
+	base := func() map[string]any {
+		return map[string]any{"directory_url": "https://ca.test/dir", "terms_of_service_agreed": true, "private_key": jwk}
+	}
+	cases := []struct {
+		name  string
+		set   map[string]any
+		unset []string
+		wants []string
+	}{
+		{name: "account_url without private_key", set: map[string]any{"account_url": "https://ca.test/acct/1"}, unset: []string{"private_key"},
+			wants: []string{"account_url goes with private_key"}},
+		{name: "account_url over http", set: map[string]any{"account_url": "http://ca.test/acct/1"}, wants: []string{`account_url "http://ca.test/acct/1" is not an https URL`, "regr.json"}},
+		{name: "account_url with a password", set: map[string]any{"account_url": "https://u:" + secret + "@ca.test/acct/1"}, wants: []string{"must not hold a user name or password"}},
+		{name: "account_url of 3000 characters", set: map[string]any{"account_url": "https://ca.test/" + strings.Repeat("a", 3000)}, wants: []string{"longer than 2048"}},
+		{name: "public JWK", set: map[string]any{"private_key": string(pubJSON)}, wants: []string{"private_key: the JSON Web Key is a public key"}},
+		{name: "broken JWK", set: map[string]any{"private_key": `{"kty":"EC","d":"` + secret}, wants: []string{"private_key: starts like a JSON Web Key"}},
+		{name: "symmetric JWK", set: map[string]any{"private_key": `{"kty":"oct","k":"` + secret + `"}`}, wants: []string{`private_key: the JSON Web Key is of type "oct"`}},
+		{name: "neither PEM nor JWK", set: map[string]any{"private_key": secret}, wants: []string{"private_key: not a PEM private key", "private_key.json"}},
+		{name: "key_type mismatch", set: map[string]any{"key_type": "rsa2048"}, wants: []string{`key_type "rsa2048" does not match the imported private_key, which is ec256`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			data := base()
+			for k, v := range tc.set {
+				data[k] = v
+			}
+			for _, k := range tc.unset {
+				delete(data, k)
+			}
+			msg := h.bad(nil, logical.CreateOperation, "accounts/main", data, tc.wants...)
+			require.Less(t, len(msg), 400)
+			require.Empty(t, h.keys())
+		})
+	}
+
+	// The CA's answers.
+	caCases := []struct {
+		name  string
+		err   error
+		code  int
+		wants []string
+	}{
+		{name: "another account", err: fmt.Errorf("%w: the CA says this key's account is %q, not %q", errors.New("the CA's account for this private_key is not account_url"),
+			"https://ca.test/acct/7", "https://ca.test/acct/8"), code: http.StatusBadRequest, wants: []string{`import account "main" from https://ca.test/dir`, "acct/7", "acct/8"}},
+		{name: "unknown key", err: &acme.Error{Kind: acme.ErrRejected, ProblemType: "urn:ietf:params:acme:error:accountDoesNotExist", Detail: "no account for this key"},
+			code: http.StatusBadRequest, wants: []string{"no account for this key"}},
+		{name: "unreachable", err: &acme.Error{Kind: acme.ErrUnreachable}, code: http.StatusBadGateway},
+	}
+	for _, tc := range caCases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.e.lifecycle.importErr = tc.err
+			data := base()
+			data["account_url"] = "https://ca.test/acct/8"
+			if tc.code == http.StatusBadRequest {
+				h.bad([]string{"ImportAccount"}, logical.CreateOperation, "accounts/main", data, tc.wants...)
+			} else {
+				err := h.fails(logical.CreateOperation, "accounts/main", data)
+				require.Equal(t, tc.code, codeOf(err))
+			}
+			require.Empty(t, h.keys(), "nothing is stored when the CA does not confirm the account")
+		})
+	}
+}
+
+func TestAccountRollover(t *testing.T) {
+	h := newHarness(t)
+	h.fixtures()
+	before := loadAccount(t, h, "acme")
+
+	// Default: a new key of the same type.
+	resp := h.ok(logical.UpdateOperation, "accounts/acme/rollover", nil)
+	require.Equal(t, "ec256", resp.Data["key_type"])
+	require.Equal(t, before.AccountURL, resp.Data["account_url"])
+	require.NotContains(t, resp.Data, "private_key")
+	require.Equal(t, []string{"acme"}, h.e.names("RolloverAccountKey"))
+	require.Equal(t, []bool{true}, h.e.lifecycle.lockHeld, "the engine runs with the account's lock held")
+	after := loadAccount(t, h, "acme")
+	require.NotEqual(t, before.PrivateKey, after.PrivateKey)
+	stored, err := acme.ParseKey(after.PrivateKey)
+	require.NoError(t, err)
+	samePublicKey(t, h.e.lifecycle.rolledKeys[0].Public(), stored.Public())
+
+	// Another type.
+	resp = h.ok(logical.UpdateOperation, "accounts/acme/rollover", map[string]any{"key_type": "RSA2048"})
+	require.Equal(t, "rsa2048", resp.Data["key_type"])
+	kt, err := acme.KeyTypeOf(h.e.lifecycle.rolledKeys[1])
+	require.NoError(t, err)
+	require.Equal(t, acme.RSA2048, kt)
+
+	// The path is not the account's: accounts/acme/rollover does not address an account named
+	// "acme/rollover", and a read of it is not supported.
+	_, err = h.do(logical.ReadOperation, "accounts/acme/rollover", nil)
+	require.Error(t, err)
+	h.ok(logical.ReadOperation, "accounts/acme", nil)
+
+	h.bad(nil, logical.UpdateOperation, "accounts/acme/rollover", map[string]any{"key_type": "ed25519"}, `key_type: unknown key type "ed25519"`)
+
+	err = h.fails(logical.UpdateOperation, "accounts/missing/rollover", nil)
+	require.Equal(t, http.StatusNotFound, codeOf(err))
+	require.Contains(t, err.Error(), `account "missing" does not exist`)
+
+	h.e.lifecycle.rolloverErr = &acme.Error{Kind: acme.ErrRejected, Detail: "badPublicKey"}
+	h.bad([]string{"RolloverAccountKey"}, logical.UpdateOperation, "accounts/acme/rollover", nil, `roll over the key of account "acme"`, "badPublicKey")
+	h.e.lifecycle.rolloverErr = &acme.Error{Kind: acme.ErrUnreachable}
+	err = h.fails(logical.UpdateOperation, "accounts/acme/rollover", nil)
+	require.Equal(t, http.StatusBadGateway, codeOf(err))
+	h.e.lifecycle.rolloverErr = fmt.Errorf("waiting: %w", context.DeadlineExceeded)
+	err = h.fails(logical.UpdateOperation, "accounts/acme/rollover", nil)
+	require.Equal(t, http.StatusGatewayTimeout, codeOf(err))
+
+	// The key does not change through the account's own path, which says where it does.
+	h.bad(nil, logical.UpdateOperation, "accounts/acme", map[string]any{"key_type": "ec384"}, "write accounts/acme/rollover")
+}
+
+func TestAccountDeactivate(t *testing.T) {
+	h := newHarness(t)
+	h.fixtures()
+	h.account("spare")
+	h.e.reset()
+
+	resp := h.ok(logical.UpdateOperation, "accounts/acme/deactivate", nil)
+	require.Equal(t, "deactivated", resp.Data["status"])
+	require.Equal(t, []string{"acme"}, h.e.names("DeactivateAccount"))
+	require.Equal(t, []bool{true}, h.e.lifecycle.lockHeld)
+	require.Len(t, resp.Warnings, 1)
+	require.Contains(t, resp.Warnings[0], `role(s) web use account "acme"`)
+	require.Equal(t, storage.AccountStatusDeactivated, loadAccount(t, h, "acme").Status)
+	require.Equal(t, "deactivated", h.ok(logical.ReadOperation, "accounts/acme", nil).Data["status"])
+
+	// Again: nothing more to do at the CA.
+	h.e.reset()
+	h.ok(logical.UpdateOperation, "accounts/acme/deactivate", nil)
+	require.Empty(t, h.e.names("DeactivateAccount"))
+
+	// A deactivated account keeps its key and contact; the CA would refuse both changes.
+	h.bad(nil, logical.UpdateOperation, "accounts/acme/rollover", nil, `account "acme" is deactivated at its CA: its key cannot change`)
+	h.bad(nil, logical.UpdateOperation, "accounts/acme", map[string]any{"contact": "new@example.com"}, `account "acme" is deactivated at its CA: its contact cannot change`)
+	h.ok(logical.UpdateOperation, "accounts/acme", map[string]any{"order_limit": "10/1h"})
+
+	// No roles: no warning.
+	resp = h.ok(logical.UpdateOperation, "accounts/spare/deactivate", nil)
+	require.Empty(t, resp.Warnings)
+
+	err := h.fails(logical.UpdateOperation, "accounts/missing/deactivate", nil)
+	require.Equal(t, http.StatusNotFound, codeOf(err))
+
+	h.account("third")
+	h.e.lifecycle.deactivateErr = &acme.Error{Kind: acme.ErrRejected, Detail: "unauthorized"}
+	h.bad([]string{"DeactivateAccount"}, logical.UpdateOperation, "accounts/third/deactivate", nil, `deactivate account "third"`, "unauthorized")
+	require.Equal(t, "valid", loadAccount(t, h, "third").Status)
 }

@@ -28,11 +28,21 @@ const operationPrefix = "letsencrypt"
 
 // Engine is what the API needs from the backend. Implementations are safe for concurrent use.
 type Engine interface {
-	// RegisterAccount registers (or finds, for an imported key) the account at its CA and returns
-	// the account URL and status. Nothing is stored.
+	// RegisterAccount registers the account of a generated key at its CA and returns the account
+	// URL and status (imported keys go through ImportAccount). Nothing is stored.
 	RegisterAccount(ctx context.Context, acct *storage.AccountEntry, key crypto.Signer, reg acme.Registration) (url, status string, err error)
 	// UpdateAccountContact changes the contact addresses of a registered account at its CA.
 	UpdateAccountContact(ctx context.Context, name string, acct *storage.AccountEntry, contact []string) error
+	// ImportAccount finds the account of an imported key at its CA: with acct.AccountURL set, the
+	// CA must confirm the key owns it (nothing is registered); without, an account the CA knows
+	// for the key is adopted and an unknown key registered. Nothing is stored.
+	ImportAccount(ctx context.Context, acct *storage.AccountEntry, key crypto.Signer, reg acme.Registration) (acme.AccountInfo, error)
+	// RolloverAccountKey replaces the named account's key at its CA by newKey and stores the
+	// result (called with the account's lock held); orders in flight do not fail.
+	RolloverAccountKey(ctx context.Context, name string, acct *storage.AccountEntry, newKey crypto.Signer) (*storage.AccountEntry, error)
+	// DeactivateAccount deactivates the named account at its CA and stores its status (called
+	// with the account's lock held).
+	DeactivateAccount(ctx context.Context, name string, acct *storage.AccountEntry) (*storage.AccountEntry, error)
 	// AccountChanged forgets anything cached for the account (its client, its directory).
 	AccountChanged(name string)
 

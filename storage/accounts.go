@@ -31,7 +31,18 @@ type AccountEntry struct {
 	FailedAuthzLimit string `json:"failed_authorization_limit,omitempty"`
 	// PrivateKey is the PKCS #8 PEM account key. It never leaves storage.
 	PrivateKey string `json:"private_key"`
+	// PendingKey is the PKCS #8 PEM key of a key rollover that was sent to the CA but whose
+	// outcome is not stored yet: it is written before the key change is sent and cleared after,
+	// so that a crash in between loses neither key. Whoever next finds it set asks the CA which
+	// key owns the account and keeps that one. It never leaves storage.
+	PendingKey string `json:"pending_key,omitempty"`
 }
+
+// Account statuses, as the CA reports them (RFC 8555 §7.1.2).
+const (
+	AccountStatusValid       = "valid"
+	AccountStatusDeactivated = "deactivated"
+)
 
 // LoadAccount returns the account stored under name, or nil.
 func LoadAccount(ctx context.Context, s logical.Storage, name string) (*AccountEntry, error) {
