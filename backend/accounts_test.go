@@ -171,8 +171,8 @@ func (c *lifecycleClient) Obtain(ctx context.Context, req acme.OrderRequest, pol
 func getLifecycleBackend(t *testing.T) (*backend, logical.Storage, *lifecycleCA) {
 	t.Helper()
 	lc := newLifecycleCA(t)
-	s := &logical.InmemStorage{}
-	b := newTestBackend(t, s, Options{Dial: lc.dial, Solvers: &fakeSolvers{}})
+	b := newTestBackend(t, &logical.InmemStorage{}, Options{Dial: lc.dial, Solvers: &fakeSolvers{}})
+	s := b.storage
 	setup(t, b, s)
 	return b, s, lc
 }

@@ -74,6 +74,8 @@ type Options struct {
 	// FirstSweepJitter bounds the random delay of the scheduler's first sweep after Initialize
 	// (default 10s).
 	FirstSweepJitter time.Duration
+	// CacheBytes bounds the in-memory certificate cache (default storage.DefaultCacheBytes).
+	CacheBytes int
 }
 
 type backend struct {
@@ -84,6 +86,9 @@ type backend struct {
 	solvers solvers.Factory
 	poll    acme.PollPolicy
 	storage logical.Storage
+	// cache keeps certificate entries in memory (reads without a storage round trip); every
+	// storage the mount uses (b.storage, each request's) is wrapped by it.
+	cache *storage.Cache
 	// locks guard read-modify-write of this mount's entries; the API takes the same ones.
 	locks *storage.Locks
 
@@ -127,12 +132,14 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	cache := storage.NewCache(storage.CertPrefix, opts.CacheBytes)
 	b := &backend{
 		logger:       logger,
 		dial:         opts.Dial,
 		solvers:      opts.Solvers,
 		poll:         opts.Poll,
-		storage:      conf.StorageView,
+		cache:        cache,
+		storage:      cache.Wrap(conf.StorageView),
 		locks:        storage.NewLocks(),
 		clients:      map[string]*cachedClient{},
 		jobs:         map[string]*job{},
@@ -200,7 +207,7 @@ func New(ctx context.Context, conf *logical.BackendConfig, opts Options) (logica
 // dispatches work only where storage is writable (dispatchDue checks WriteSafeReplicationState).
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	b.loadBudget(ctx)
-	if err := b.loadSchedule(ctx, req.Storage); err != nil {
+	if err := b.loadSchedule(ctx, b.cache.Wrap(req.Storage)); err != nil {
 		return fmt.Errorf("load the renewal schedule: %w", err)
 	}
 	b.wg.Add(1)
@@ -210,6 +217,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 
 // invalidate drops cached state when another node changed storage (performance standbys).
 func (b *backend) invalidate(_ context.Context, key string) {
+	b.cache.Invalidate(key)
 	switch {
 	case strings.HasPrefix(key, storage.AccountPrefix):
 		b.AccountChanged(strings.TrimPrefix(key, storage.AccountPrefix))
@@ -224,6 +232,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 // bounded time to notice the cancellation.
 func (b *backend) clean(_ context.Context) {
 	b.cancel()
+	b.cache.Purge()
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
 	select {
@@ -244,6 +253,7 @@ func (b *backend) clean(_ context.Context) {
 // own parse errors never quote a credential or key (paths.ScreenSensitiveInput), and shortens
 // whatever input an error quotes back (paths.ClipResponse).
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	req.Storage = b.cache.Wrap(req.Storage)
 	if req.Operation != logical.HelpOperation {
 		if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {
 			return resp, nil
@@ -259,6 +269,7 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {
 		return true, false, errutil.UserError{Err: resp.Error().Error()}
 	}
+	req.Storage = b.cache.Wrap(req.Storage)
 	checkFound, exists, err = b.Backend.HandleExistenceCheck(ctx, req)
 	_, err = paths.ClipResponse(nil, err)
 	return checkFound, exists, err

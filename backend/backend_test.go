@@ -157,8 +157,9 @@ func (f *fakeSolvers) Close()           {}
 func getTestBackend(t *testing.T) (*backend, logical.Storage, *fakeCA) {
 	t.Helper()
 	ca := newFakeCA(t)
-	s := &logical.InmemStorage{}
-	return newTestBackend(t, s, Options{Dial: ca.dial, Solvers: &fakeSolvers{}}), s, ca
+	b := newTestBackend(t, &logical.InmemStorage{}, Options{Dial: ca.dial, Solvers: &fakeSolvers{}})
+	// The mount's own (cached) view: what the test writes, the backend sees, as on one Vault node.
+	return b, b.storage, ca
 }
 
 // newTestBackend builds a backend over s with opts; Clean runs when the test ends.

@@ -46,7 +46,7 @@ func TestEventsCarryTheCertificatePath(t *testing.T) {
 	require.NoError(t, err)
 	b := raw.(*backend)
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	setup(t, b, s)
+	setup(t, b, b.storage)
 
 	request(t, b, s, logical.CreateOperation, "certs/web/app", map[string]any{"role": "web", "domains": "www.example.com"})
 	ca.fail = errors.Join(acme.ErrRejected, errors.New("urn:ietf:params:acme:error:rejectedIdentifier: secret-ish detail"))

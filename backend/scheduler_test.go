@@ -20,8 +20,8 @@ import (
 func getInitializedBackend(t *testing.T) (*backend, logical.Storage, *fakeCA) {
 	t.Helper()
 	ca := newFakeCA(t)
-	s := &logical.InmemStorage{}
-	return initializedBackend(t, s, ca), s, ca
+	b := initializedBackend(t, &logical.InmemStorage{}, ca)
+	return b, b.storage, ca
 }
 
 // initializedBackend builds a backend over s that orders from ca and runs Initialize.
