@@ -220,11 +220,16 @@ type CertSummary struct {
 func statusPaths(e Engine) []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "status/certs$",
+		Fields:       pageFieldSchemas("certificates needing attention"),
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificate-status"},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-					return &logical.Response{Data: statusResponse(e.CertificateSummaries(), time.Now())}, nil
+					after, limit, err := pageFields(d, defaultStatusLimit)
+					if err != nil {
+						return errorResponse(err)
+					}
+					return &logical.Response{Data: statusResponse(e.CertificateSummaries(), time.Now(), after, limit)}, nil
 				},
 				Summary:      "List certificates that are expiring, failing or pending.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
@@ -234,6 +239,8 @@ func statusPaths(e Engine) []*framework.Path {
 					"pending":      {Type: framework.TypeStringSlice, Description: "Certificates with no certificate issued for their current specification."},
 					"waiting":      {Type: framework.TypeStringSlice, Description: "Certificates whose job waits for a worker or for the order budget (see their waiting detail)."},
 					"certificates": {Type: framework.TypeMap, Description: "Details of each listed certificate."},
+					"counts":       {Type: framework.TypeMap, Description: "How many certificates the mount holds (total) and how many are expiring, failing, pending and waiting, over all pages."},
+					"next_after":   {Type: framework.TypeString, Description: "When more certificates need attention than limit: give it as after to read the next page."},
 				}}}},
 			},
 		},
@@ -242,42 +249,117 @@ func statusPaths(e Engine) []*framework.Path {
 	}}
 }
 
-func statusResponse(sums map[string]CertSummary, now time.Time) map[string]any {
+// defaultStatusLimit is how many certificates one page of status/certs details.
+const defaultStatusLimit = 1000
+
+// statusResponse lists the certificates that need attention, in name order, the page after after
+// of at most limit names, with counts over all of them.
+func statusResponse(sums map[string]CertSummary, now time.Time, after string, limit int) map[string]any {
 	expiring, failing, pending, waiting := []string{}, []string{}, []string{}, []string{}
 	details := map[string]any{}
+	counts := map[string]any{"total": len(sums)}
+	var listed []string
 	for name, s := range sums {
-		listed := false
+		var kinds []string
 		if !s.NotAfter.IsZero() && (now.After(s.NotAfter) || !s.RenewAt.IsZero() && now.After(s.RenewAt.Add(s.NotAfter.Sub(s.RenewAt)/10))) {
-			expiring, listed = append(expiring, name), true
+			kinds = append(kinds, "expiring")
 		}
 		if s.Attempts > 0 {
-			failing, listed = append(failing, name), true
+			kinds = append(kinds, "failing")
 		}
 		if s.Status == storage.StatusPending || s.Status == storage.StatusFailed {
-			pending, listed = append(pending, name), true
+			kinds = append(kinds, "pending")
 		}
 		if s.Waiting != "" {
-			waiting, listed = append(waiting, name), true
+			kinds = append(kinds, "waiting")
 		}
-		if listed {
-			d := map[string]any{"status": s.Status, "attempts": s.Attempts, "last_error": s.LastError}
-			if s.Waiting != "" {
-				d["waiting"] = s.Waiting
-			}
-			if !s.NotAfter.IsZero() {
-				d["not_after"], d["renew_at"] = s.NotAfter.Format(time.RFC3339), s.RenewAt.Format(time.RFC3339)
-			}
-			if !s.NextAt.IsZero() {
-				d["next_attempt_at"] = s.NextAt.Format(time.RFC3339)
-			}
-			details[name] = d
+		for _, k := range kinds {
+			n, _ := counts[k].(int)
+			counts[k] = n + 1
+		}
+		if len(kinds) > 0 {
+			listed = append(listed, name)
 		}
 	}
-	slices.Sort(expiring)
-	slices.Sort(failing)
-	slices.Sort(pending)
-	slices.Sort(waiting)
-	return map[string]any{"expiring": expiring, "failing": failing, "pending": pending, "waiting": waiting, "certificates": details}
+	for _, k := range []string{"expiring", "failing", "pending", "waiting"} {
+		if _, ok := counts[k]; !ok {
+			counts[k] = 0
+		}
+	}
+	slices.Sort(listed)
+	page, next := pageOf(listed, after, limit)
+	for _, name := range page {
+		s := sums[name]
+		if !s.NotAfter.IsZero() && (now.After(s.NotAfter) || !s.RenewAt.IsZero() && now.After(s.RenewAt.Add(s.NotAfter.Sub(s.RenewAt)/10))) {
+			expiring = append(expiring, name)
+		}
+		if s.Attempts > 0 {
+			failing = append(failing, name)
+		}
+		if s.Status == storage.StatusPending || s.Status == storage.StatusFailed {
+			pending = append(pending, name)
+		}
+		if s.Waiting != "" {
+			waiting = append(waiting, name)
+		}
+		d := map[string]any{"status": s.Status, "attempts": s.Attempts, "last_error": s.LastError}
+		if s.Waiting != "" {
+			d["waiting"] = s.Waiting
+		}
+		if !s.NotAfter.IsZero() {
+			d["not_after"], d["renew_at"] = s.NotAfter.Format(time.RFC3339), s.RenewAt.Format(time.RFC3339)
+		}
+		if !s.NextAt.IsZero() {
+			d["next_attempt_at"] = s.NextAt.Format(time.RFC3339)
+		}
+		details[name] = d
+	}
+	out := map[string]any{"expiring": expiring, "failing": failing, "pending": pending, "waiting": waiting, "certificates": details, "counts": counts}
+	if next != "" {
+		out["next_after"] = next
+	}
+	return out
+}
+
+// maxPageLimit bounds limit on paged reads and lists.
+const maxPageLimit = 10000
+
+// pageFieldSchemas are the after/limit fields of a paged read or list of what.
+func pageFieldSchemas(what string) map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"after": {Type: framework.TypeString, Description: "Start after this name (the next_after of the previous page, or the last key listed)."},
+		"limit": {Type: framework.TypeInt, Description: fmt.Sprintf("At most this many %s (1 to %d).", what, maxPageLimit)},
+	}
+}
+
+// pageFields reads after and limit; limit defaults to def.
+func pageFields(d *framework.FieldData, def int) (string, int, error) {
+	after, _ := d.Get("after").(string)
+	limit := def
+	if v, ok := d.GetOk("limit"); ok {
+		limit = v.(int)
+		if limit < 1 || limit > maxPageLimit {
+			return "", 0, badInput("limit must be between 1 and %d", maxPageLimit)
+		}
+	}
+	return after, limit, nil
+}
+
+// pageOf returns the names of sorted after after, at most limit (0: all), and the last name
+// returned when more follow.
+func pageOf(sorted []string, after string, limit int) ([]string, string) {
+	i := 0
+	if after != "" {
+		i, _ = slices.BinarySearch(sorted, after)
+		if i < len(sorted) && sorted[i] == after {
+			i++
+		}
+	}
+	rest := sorted[i:]
+	if limit > 0 && len(rest) > limit {
+		return rest[:limit], rest[limit-1]
+	}
+	return rest, ""
 }
 
 const (

@@ -271,7 +271,40 @@ func TestStatusCerts(t *testing.T) {
 		h := newHarness(t)
 		h.e.summaries = map[string]CertSummary{"ok": {Status: "valid", NotAfter: now.Add(60 * day), RenewAt: now.Add(30 * day)}}
 		resp := h.ok(logical.ReadOperation, "status/certs", nil)
-		require.Equal(t, map[string]any{"expiring": []string{}, "failing": []string{}, "pending": []string{}, "waiting": []string{}, "certificates": map[string]any{}}, resp.Data)
+		require.Equal(t, map[string]any{"expiring": []string{}, "failing": []string{}, "pending": []string{}, "waiting": []string{}, "certificates": map[string]any{},
+			"counts": map[string]any{"total": 1, "expiring": 0, "failing": 0, "pending": 0, "waiting": 0}}, resp.Data)
+	})
+
+	t.Run("paged", func(t *testing.T) {
+		h := newHarness(t)
+		h.e.summaries = map[string]CertSummary{}
+		for i := range 25 {
+			h.e.summaries[fmt.Sprintf("c%02d", i)] = CertSummary{Status: "pending"}
+		}
+		h.e.summaries["fine"] = CertSummary{Status: "valid", NotAfter: now.Add(60 * day), RenewAt: now.Add(30 * day)}
+		var seen []string
+		after := ""
+		for page := 0; ; page++ {
+			require.Less(t, page, 5)
+			resp := h.ok(logical.ReadOperation, "status/certs", map[string]any{"limit": 10, "after": after})
+			require.Equal(t, map[string]any{"total": 26, "expiring": 0, "failing": 0, "pending": 25, "waiting": 0}, resp.Data["counts"])
+			got := resp.Data["pending"].([]string)
+			require.LessOrEqual(t, len(got), 10)
+			require.Len(t, resp.Data["certificates"], len(got))
+			seen = append(seen, got...)
+			next, more := resp.Data["next_after"].(string)
+			if !more {
+				break
+			}
+			require.Equal(t, got[len(got)-1], next)
+			after = next
+		}
+		require.Len(t, seen, 25)
+		require.Equal(t, "c00", seen[0])
+		require.Equal(t, "c24", seen[24])
+		for _, bad := range []any{0, -1, 10001, "x"} {
+			h.bad([]string{"CertificateSummaries"}, logical.ReadOperation, "status/certs", map[string]any{"limit": bad})
+		}
 	})
 
 	t.Run("waiting", func(t *testing.T) {

@@ -70,7 +70,11 @@ func certPaths(e Engine) []*framework.Path {
 		{
 			Pattern:      storage.CertPrefix + "(?P<prefix>(.+/)?)$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "certificates"},
-			Fields:       map[string]*framework.FieldSchema{"prefix": {Type: framework.TypeString, Description: "Folder of certificate names to list, ending in /."}},
+			Fields: func() map[string]*framework.FieldSchema {
+				f := pageFieldSchemas("keys")
+				f["prefix"] = &framework.FieldSchema{Type: framework.TypeString, Description: "Folder of certificate names to list, ending in /."}
+				return f
+			}(),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: h.list, Summary: "List certificates (one folder level at a time).",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"}, Responses: listResponses},
@@ -113,12 +117,20 @@ type certHandler struct {
 	engine Engine
 }
 
+// list lists one folder of certificate names; after and limit page through a large one (no limit:
+// the whole folder).
 func (h *certHandler) list(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	after, limit, err := pageFields(d, 0)
+	if err != nil {
+		return errorResponse(err)
+	}
 	keys, err := req.Storage.List(ctx, storage.CertPrefix+d.Get("prefix").(string))
 	if err != nil {
 		return nil, err
 	}
-	return logical.ListResponse(keys), nil
+	slices.Sort(keys)
+	page, _ := pageOf(keys, after, limit)
+	return logical.ListResponse(page), nil
 }
 
 func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

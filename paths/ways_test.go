@@ -363,3 +363,19 @@ func TestRevokeOnDelete(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, h.e.revokedSerial, n, "a role without revoke_on_delete revokes nothing")
 }
+
+func TestCertListIsPaged(t *testing.T) {
+	h := certHarness(t)
+	for _, n := range []string{"team-a/c", "team-a/a", "team-a/b", "team-a/sub/x", "team-a/d"} {
+		h.storeCert(n, &storage.CertEntry{Role: "team"})
+	}
+	resp := h.ok(logical.ListOperation, "certs/team-a/", nil)
+	require.Equal(t, []string{"a", "b", "c", "d", "sub/"}, resp.Data["keys"])
+	resp = h.ok(logical.ListOperation, "certs/team-a/", map[string]any{"limit": 2})
+	require.Equal(t, []string{"a", "b"}, resp.Data["keys"])
+	resp = h.ok(logical.ListOperation, "certs/team-a/", map[string]any{"limit": 2, "after": "b"})
+	require.Equal(t, []string{"c", "d"}, resp.Data["keys"])
+	resp = h.ok(logical.ListOperation, "certs/team-a/", map[string]any{"after": "bb"})
+	require.Equal(t, []string{"c", "d", "sub/"}, resp.Data["keys"])
+	h.bad(nil, logical.ListOperation, "certs/team-a/", map[string]any{"limit": 0}, "limit must be between 1 and 10000")
+}
