@@ -34,7 +34,7 @@ var benchTableMu sync.Mutex
 // benchRow adds one row to the table (printed by scripts/bench.sh after every benchmark ran).
 func benchRow(t testing.TB, what, engine, instead, target string) {
 	t.Helper()
-	line := fmt.Sprintf(benchTableFormat, what, engine, instead, target)
+	line := strings.TrimRight(fmt.Sprintf(benchTableFormat, what, engine, instead, target), " \n") + "\n"
 	benchTableMu.Lock()
 	defer benchTableMu.Unlock()
 	path := os.Getenv("LE_BENCH_TABLE")
