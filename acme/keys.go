@@ -219,6 +219,8 @@ type CSR struct {
 	// Names are the request's identifiers as given: its subject Common Name (when set), DNS names
 	// and IP addresses, each once.
 	Names []string
+	// DNSNames are the request's subject Common Name (when set) and DNS SANs, as written.
+	DNSNames []string
 	// KeyType is the type of the request's key.
 	KeyType KeyType
 	// PublicKey is the request's key.
@@ -262,11 +264,14 @@ func ParseCSR(pemText string) (*CSR, error) {
 		}
 		names = append(names, n)
 	}
+	var dnsNames []string
 	if cn := req.Subject.CommonName; cn != "" {
 		add(cn)
+		dnsNames = append(dnsNames, cn)
 	}
 	for _, d := range req.DNSNames {
 		add(d)
+		dnsNames = append(dnsNames, d)
 	}
 	for _, ip := range req.IPAddresses {
 		add(ip.String())
@@ -274,5 +279,5 @@ func ParseCSR(pemText string) (*CSR, error) {
 	if len(names) == 0 {
 		return nil, invalid(nil, "csr names no DNS name or IP address")
 	}
-	return &CSR{DER: block.Bytes, Names: names, KeyType: kt, PublicKey: req.PublicKey}, nil
+	return &CSR{DER: block.Bytes, Names: names, DNSNames: dnsNames, KeyType: kt, PublicKey: req.PublicKey}, nil
 }

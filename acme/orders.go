@@ -345,8 +345,13 @@ func (c *Client) solveWave(ctx context.Context, wave []pendingAuthz, solver solv
 		attempted[i] = true // before Present: a Present that fails halfway may leave a record
 		g.Go(func() error {
 			if err := solver.Present(gctx, p.domain, p.token, p.keyAuth); err != nil {
-				return dnsRecordError(gctx, p.domain, "the DNS provider could not publish the challenge record",
-					fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err))
+				what := "the DNS provider could not publish the challenge record"
+				if solvers.IsConfigError(err) {
+					// The configuration refused the record (outside its zones, a CNAME leading out
+					// of them): its message names only zones and record names, and says what to fix.
+					what = "the DNS configuration refused the challenge record: " + err.Error()
+				}
+				return dnsRecordError(gctx, p.domain, what, fmt.Errorf("acme: present DNS record for %s: %w", p.domain, err))
 			}
 			if err := solver.WaitPropagation(gctx, p.domain, p.keyAuth); err != nil { // its errors name the record
 				return dnsRecordError(gctx, p.domain, "the challenge record did not become visible at the DNS configuration's resolvers in time", err)

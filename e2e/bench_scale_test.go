@@ -230,7 +230,7 @@ func TestBenchScale(t *testing.T) {
 	domain := "scale." + env.Zone
 	put("roles/scale", map[string]any{
 		"account": "scale", "dns": "scale", "allowed_domains": domain, "allow_subdomains": true,
-		"allowed_cert_names": "scale/*", "key_type": "ec256", "profile": DefaultProfile,
+		"allowed_cert_names": "scale/*", "key_type": "ec256", "profile": DefaultProfile, "allow_imports": true,
 	})
 
 	start := time.Now()

@@ -135,7 +135,7 @@ func TestImportCertbot(t *testing.T) {
 	CreateRole(t, c, id, map[string]any{
 		"account": acct, "dns": id + "-dns",
 		"allowed_domains": domain, "allow_bare_domains": true, "allowed_cert_names": id + "/*",
-		"forced_renewal_interval": "0s",
+		"forced_renewal_interval": "0s", "allow_imports": true,
 	})
 
 	// 3. The certificates.
@@ -262,7 +262,7 @@ func TestMigrateLecertvend(t *testing.T) {
 	role := id + "-migrated"
 	CreateRole(t, c, role, map[string]any{
 		"account": is.Account, "dns": is.DNS, "allowed_domains": domain, "allow_subdomains": true,
-		"allowed_cert_names": team + "/*",
+		"allowed_cert_names": team + "/*", "allow_imports": true,
 	})
 	name := func(e *entry) string { return team + "/" + domain + "/" + e.secret }
 	args := []string{"--kv-mount", kv, "--prefix", prefix, "--mount", Mount, "--role", role, "--name-prefix", team + "/"}
@@ -347,7 +347,7 @@ func TestMigrateLecertvendRefusals(t *testing.T) {
 	id := Unique("lcvbad")
 	domain := id + "." + env.Zone
 	is := env.SetupIssuer(t, c, id, nil, map[string]any{
-		"allowed_domains": domain, "allow_subdomains": true, "allowed_cert_names": id + "/*",
+		"allowed_domains": domain, "allow_subdomains": true, "allowed_cert_names": id + "/*", "allow_imports": true,
 	})
 	a := IssueCert(t, c, id+"/src-a", map[string]any{"role": is.Role, "domains": "a." + domain}, 2*time.Minute)
 	b := IssueCert(t, c, id+"/src-b", map[string]any{"role": is.Role, "domains": "b." + domain}, 2*time.Minute)
@@ -385,7 +385,7 @@ func TestMigrateLecertvendRefusals(t *testing.T) {
 	role := id + "-migrated"
 	CreateRole(t, c, role, map[string]any{
 		"account": is.Account, "dns": is.DNS, "allowed_domains": "b." + domain, "allow_bare_domains": true,
-		"allowed_cert_names": id + "-team/*",
+		"allowed_cert_names": id + "-team/*", "allow_imports": true,
 	})
 	out, err := runScript(t, "migrate-lecertvend.sh", "--kv-mount", kv, "--prefix", prefix, "--mount", Mount,
 		"--role", role, "--name-prefix", id+"-team/")
@@ -599,7 +599,7 @@ func TestImportAttacks(t *testing.T) {
 	id := Unique("impatk")
 	domain := id + "." + env.Zone
 	is := env.SetupIssuer(t, c, id, nil, map[string]any{
-		"allowed_domains": domain, "allow_subdomains": true, "allowed_cert_names": id + "/*",
+		"allowed_domains": domain, "allow_subdomains": true, "allowed_cert_names": id + "/*", "allow_imports": true,
 	})
 	a := IssueCert(t, c, id+"/src-a", map[string]any{"role": is.Role, "domains": "a." + domain}, 2*time.Minute)
 	b := IssueCert(t, c, id+"/src-b", map[string]any{"role": is.Role, "domains": "b." + domain}, 2*time.Minute)

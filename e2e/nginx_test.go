@@ -149,8 +149,8 @@ http {
     server_name _;
     root %[5]s/html;
     # The README's snippet: the CA's request for a token goes to the mount's unauthenticated path.
-    location /.well-known/acme-challenge/ {
-      proxy_pass http://%[7]s/v1/%[8]s/challenge/;
+    location ~ "^/\.well-known/acme-challenge/([A-Za-z0-9_-]{1,256})$" {
+      proxy_pass http://%[7]s/v1/%[8]s/challenge/$1;
     }
     location = /nginx-e2e-ready { default_type text/plain; return 200 "%[9]s"; }
     location / { return 404; }

@@ -2,6 +2,8 @@ package paths
 
 import (
 	"context"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -264,6 +266,9 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 		if csrGiven && strings.TrimSpace(csrText.(string)) != "" {
 			return nil, badInput("give either csr (a request to sign) or certificate (an existing certificate to import), not both")
 		}
+		if !role.AllowImports {
+			return nil, badInput("role %q does not allow imports: write role and domains to have the certificate issued, or ask the operator for a role with allow_imports=true", spec.Role)
+		}
 		keyText, _ := d.Get("private_key").(string)
 		chainText, _ := d.Get("chain").(string)
 		imp, err := parseImport(certText, keyText, chainText, time.Now())
@@ -279,7 +284,12 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 		if err != nil {
 			return nil, fieldError("", err)
 		}
-		spec.CSR, source, sourceField, fixedKey = strings.TrimSpace(csrText.(string))+"\n", csr.Names, "csr", csr.KeyType
+		if err := canonicalCSRNames(csr); err != nil {
+			return nil, err
+		}
+		// Stored as the request alone, re-encoded: nothing sent around it is kept.
+		spec.CSR = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.DER}))
+		source, sourceField, fixedKey = csr.Names, "csr", csr.KeyType
 	case csrGiven:
 		spec.CSR = "" // back to keys made by Vault
 	default:
@@ -293,7 +303,10 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 			fixedKey = acme.KeyType(spec.KeyType)
 		}
 	}
-	raw, namesGiven := requestedIdentifiers(d)
+	raw, namesGiven, err := requestedIdentifiers(d)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case source != nil:
 		ids, err := CanonicalIdentifiers(source)
@@ -362,6 +375,25 @@ func certSpec(ctx context.Context, s logical.Storage, name string, d *framework.
 	return spec, nil
 }
 
+// canonicalCSRNames refuses a CSR whose names a CA would refuse as written (the CSR is sent as it
+// is, so each such name would cost an order): DNS names not in canonical form (upper case, a
+// trailing dot, Unicode), an IP address written as a DNS name.
+func canonicalCSRNames(csr *acme.CSR) error {
+	for _, n := range csr.DNSNames {
+		if looksLikeIP(n) {
+			return badInput("csr: the DNS name %q is an IP address: put it in the request's IP address SANs", n)
+		}
+		c, err := CanonicalDomain(n)
+		if err != nil {
+			return badInput("csr: %v", err)
+		}
+		if c != n {
+			return badInput("csr: the name %q is not in canonical form: write it as %q in the request", n, c)
+		}
+	}
+	return nil
+}
+
 func orField(f, def string) string {
 	if f == "" {
 		return def
@@ -371,16 +403,21 @@ func orField(f, def string) string {
 
 // requestedIdentifiers returns the names the request gives in domains and ip_sans, and whether it
 // gives either.
-func requestedIdentifiers(d *framework.FieldData) ([]string, bool) {
+func requestedIdentifiers(d *framework.FieldData) ([]string, bool, error) {
 	var raw []string
 	given := false
 	for _, f := range []string{"domains", "ip_sans"} {
 		if v, ok := d.GetOk(f); ok {
+			for _, n := range v.([]string) {
+				if f == "ip_sans" && !looksLikeIP(n) {
+					return nil, false, badInput("ip_sans: %q is not an IP address: give DNS names in domains", n)
+				}
+			}
 			raw = append(raw, v.([]string)...)
 			given = true
 		}
 	}
-	return raw, given
+	return raw, given, nil
 }
 
 // CanonicalIdentifiers canonicalizes a certificate's identifiers: DNS names (CanonicalDomain) and
@@ -761,35 +798,61 @@ func (h *certHandler) delete(ctx context.Context, req *logical.Request, d *frame
 	}
 	lock := h.engine.Locks().Cert(name)
 	lock.Lock()
-	if resp, err := h.revokeOnDelete(ctx, req, name); resp != nil || err != nil {
+	warning, resp, err := h.revokeOnDelete(ctx, req, name)
+	if resp != nil || err != nil {
 		lock.Unlock()
 		return resp, err
 	}
-	err := storage.DeleteCert(ctx, req.Storage, name)
+	err = storage.DeleteCert(ctx, req.Storage, name)
 	lock.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	h.engine.CertificateChanged(name)
+	if warning != "" {
+		resp := &logical.Response{}
+		resp.AddWarning(warning)
+		return resp, nil
+	}
 	return nil, nil
 }
 
 // revokeOnDelete revokes the certificate at its CA before it is deleted, when its role says so
 // (revoke_on_delete) and it has an unexpired certificate. A failure is answered (502) and nothing
 // is deleted, so the delete can be retried. Callers hold the certificate's lock.
-func (h *certHandler) revokeOnDelete(ctx context.Context, req *logical.Request, name string) (*logical.Response, error) {
+//
+// Only a CA that could not be asked blocks the delete (unreachable, rate limited, timed out): when
+// the CA answered that it will not revoke the certificate (it did not issue it — an import from
+// elsewhere —, it is revoked already, the account may not), the entry is deleted with a warning
+// saying so, so that no entry becomes undeletable.
+func (h *certHandler) revokeOnDelete(ctx context.Context, req *logical.Request, name string) (string, *logical.Response, error) {
 	c, err := storage.LoadCert(ctx, req.Storage, name)
 	if err != nil || c == nil || c.Certificate == "" || !time.Now().Before(c.NotAfter) {
-		return nil, err
+		return "", nil, err
 	}
 	role, err := storage.LoadRole(ctx, req.Storage, c.Role)
 	if err != nil || role == nil || !role.RevokeOnDelete {
-		return nil, err
+		return "", nil, err
 	}
-	if err := h.engine.RevokeCertificate(ctx, name, c, acme.RevocationReasons["cessationOfOperation"]); err != nil {
-		return caErrorResponse(fmt.Sprintf("certificate %q was not deleted: its role revokes certificates on delete, and revoking it failed (retry the delete)", name), err)
+	err = h.engine.RevokeCertificate(ctx, name, c, acme.RevocationReasons["cessationOfOperation"])
+	switch {
+	case err == nil:
+		return "", nil, nil
+	case errors.Is(err, acme.ErrUnreachable), errors.Is(err, acme.ErrRateLimited), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		resp, err := caErrorResponse(fmt.Sprintf("certificate %q was not deleted: its role revokes certificates on delete, and the CA could not be asked (retry the delete)", name), err)
+		return "", resp, err
 	}
-	return nil, nil
+	return fmt.Sprintf("certificate %q was deleted without being revoked: the CA refused the revocation (%s)", name, revokeRefusal(err)), nil, nil
+}
+
+// revokeRefusal names why a CA refused a revocation, in words safe for a tenant: the CA's problem
+// type, or that the engine could not act for the certificate.
+func revokeRefusal(err error) string {
+	var ae *acme.Error
+	if errors.As(err, &ae) && ae.ProblemType != "" {
+		return "problem " + ae.ProblemType
+	}
+	return "the certificate's role, account or CA could not revoke it"
 }
 
 const (

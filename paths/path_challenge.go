@@ -3,6 +3,7 @@ package paths
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -86,6 +87,18 @@ const (
 	pathChallengeHelpDesc = `Serves the key authorization of an HTTP-01 challenge that one of this mount's orders is waiting
 for, as a raw text/plain body, and a plain 404 for any other token. It is the only path of the mount that
 needs no Vault token: forward /.well-known/acme-challenge/ of your web server to it, e.g. with nginx
-  location /.well-known/acme-challenge/ { proxy_pass http://127.0.0.1:8200/v1/letsencrypt/challenge/; }
+  location ~ "^/\.well-known/acme-challenge/([A-Za-z0-9_-]{1,256})$" {
+    proxy_pass http://127.0.0.1:8200/v1/letsencrypt/challenge/$1;
+  }
 The answers live in Vault's storage, so any node of a cluster answers (standbys forward to the active node).`
 )
+
+// RefuseChallengeHelp answers a help request (?help=1) for the unauthenticated challenge path
+// with the same plain 404 as an unknown token: without it, anyone a reverse proxy lets through
+// could read the mount's help and learn what sits behind the proxy. nil for any other request.
+func RefuseChallengeHelp(req *logical.Request) *logical.Response {
+	if req.Operation == logical.HelpOperation && strings.HasPrefix(req.Path, ChallengePathPrefix) {
+		return rawText(http.StatusNotFound, "not found\n")
+	}
+	return nil
+}

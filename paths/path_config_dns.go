@@ -23,7 +23,7 @@ var dnsConfigFields = map[string]*framework.FieldSchema{
 		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 	"credential_keys":     {Type: framework.TypeStringSlice, Description: "Names of the credentials that are set (values are never returned)."},
 	"zones":               {Type: framework.TypeCommaStringSlice, Description: "DNS zones this configuration may answer challenges for. Empty: any."},
-	"delegated_domains":   {Type: framework.TypeCommaStringSlice, Description: "Names outside zones (and the names under them) whose _acme-challenge records are CNAMEs into zones (the acme-dns pattern): their challenge records are written at the CNAME's target, which must lie in zones. Needs zones."},
+	"delegated_domains":   {Type: framework.TypeCommaStringSlice, Description: "Names outside zones (and the names under them) whose _acme-challenge records are CNAMEs into zones (the acme-dns pattern): their challenge records are written at the CNAME's target, which must lie in zones and be derived from the name (<name>.<zone or a name under it>, or _acme-challenge.<name>.<...>). Needs zones."},
 	"resolvers":           {Type: framework.TypeCommaStringSlice, Description: "DNS servers (ip or ip:port) used to check that records have propagated and for the provider's zone lookups."},
 	"propagation_timeout": {Type: framework.TypeDurationSecond, Default: int(solvers.DefaultPropagationTimeout.Seconds()), Description: "How long to wait for a record to be visible at the resolvers."},
 	"polling_interval":    {Type: framework.TypeString, Default: solvers.DefaultPollingInterval.String(), Description: "First interval between propagation checks (Go duration, e.g. 500ms); grows up to 5s."},

@@ -58,13 +58,14 @@ var roleFields = map[string]*framework.FieldSchema{
 	"allowed_challenges":          {Type: framework.TypeCommaStringSlice, Description: "ACME challenge types certificates may be proven with: dns-01 (through the role's dns configuration) and/or http-01 (answered by this mount's unauthenticated challenge/<token> path behind your reverse proxy). The first is the default. Default: dns-01."},
 	"allowed_ip_sans":             {Type: framework.TypeCommaStringSlice, Description: "CIDRs (or single addresses) IP-address certificates (RFC 8738, proven with http-01) may name, e.g. 203.0.113.0/24. Default: none. Through an account without ca_bundle (a public CA such as Let's Encrypt) only publicly routable addresses are issued."},
 	"preferred_chain":             {Type: framework.TypeString, Description: "Issuer Common Name of the chain to store when the CA offers alternate chains (e.g. ISRG Root X1). Empty: the CA's default chain."},
+	"allow_imports":               {Type: framework.TypeBool, Description: "Allow importing existing certificates (certificate + private_key) under this role instead of ordering them, e.g. to migrate from certbot or lecertvend. The engine checks the names against the role but cannot prove them: grant it to migrations you trust. Default false."},
 	"revoke_on_delete":            {Type: framework.TypeBool, Description: "Deleting a certificate of this role revokes it at the CA first (reason cessationOfOperation); if the CA cannot be reached the delete fails and nothing is deleted."},
 	"allowed_profiles":            {Type: framework.TypeCommaStringSlice, Description: "CA profiles a certificate may ask for besides profile; * for any. Default: only profile (a tenant cannot pick e.g. shortlived, which multiplies orders)."},
 }
 
 var roleReadFields = fieldsOf(roleFields, "account", "dns", "allowed_domains", "allow_bare_domains", "allow_subdomains",
 	"allow_wildcard_certificates", "allowed_cert_names", "key_type", "profile", "allowed_key_types", "allowed_profiles", "forced_renewal_interval", "max_certificates", "order_limit",
-	"allowed_challenges", "allowed_ip_sans", "preferred_chain", "revoke_on_delete")
+	"allowed_challenges", "allowed_ip_sans", "preferred_chain", "revoke_on_delete", "allow_imports")
 
 func rolePaths(e Engine) []*framework.Path {
 	h := &roleHandler{engine: e}
@@ -101,6 +102,7 @@ func roleResponse(r *storage.RoleEntry) map[string]any {
 		"allowed_ip_sans":             nonNil(r.AllowedIPSANs),
 		"preferred_chain":             r.PreferredChain,
 		"revoke_on_delete":            r.RevokeOnDelete,
+		"allow_imports":               r.AllowImports,
 	}
 }
 
@@ -294,6 +296,9 @@ func applyRoleFields(r *storage.RoleEntry, d *framework.FieldData) error {
 	}
 	if v, ok := d.GetOk("revoke_on_delete"); ok {
 		r.RevokeOnDelete = v.(bool)
+	}
+	if v, ok := d.GetOk("allow_imports"); ok {
+		r.AllowImports = v.(bool)
 	}
 	switch {
 	case r.Account == "":

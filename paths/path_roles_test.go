@@ -42,7 +42,7 @@ func TestRoleCreateReadList(t *testing.T) {
 		"allow_bare_domains": false, "allow_subdomains": true, "allow_wildcard_certificates": false,
 		"allowed_cert_names": []string{"team-a/*", "shared"}, "key_type": "ec384", "profile": "tlsserver",
 		"allowed_key_types": []string{}, "allowed_profiles": []string{}, "forced_renewal_interval": int64(3600), "max_certificates": 0, "order_limit": "",
-		"allowed_challenges": []string{"dns-01"}, "allowed_ip_sans": []string{}, "preferred_chain": "", "revoke_on_delete": false,
+		"allowed_challenges": []string{"dns-01"}, "allowed_ip_sans": []string{}, "preferred_chain": "", "revoke_on_delete": false, "allow_imports": false,
 	}
 	require.Equal(t, want, resp.Data)
 	require.Equal(t, want, h.ok(logical.ReadOperation, "roles/team-a", nil).Data)

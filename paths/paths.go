@@ -246,17 +246,23 @@ func errorResponse(err error) (*logical.Response, error) {
 	return nil, err
 }
 
-// ScreenSensitiveInput returns a 400 for a request to path p whose sensitive field
-// (DisplayAttrs.Sensitive: credentials, keys, the EAB HMAC key) Vault's own field parser would
-// refuse with an error that quotes the value; nil otherwise. The backend calls it before the
+// ScreenSensitiveInput returns a 400 for a request to path p with a field Vault's own field parser
+// would refuse with an error that quotes the value (a credential, a key, or a key sent in the wrong
+// field); nil otherwise. Unknown fields named like secrets are refused too (Vault would list their
+// names in a warning). The backend calls it before the
 // framework parses the request, so no secret ever comes back in a "field validation failed" error.
 func ScreenSensitiveInput(p *framework.Path, data map[string]any) *logical.Response {
 	if p == nil {
 		return nil
 	}
 	for name, f := range p.Fields {
+		// Every field, not only the sensitive ones: a private key sent in the wrong field (or as
+		// a list) would otherwise come back quoted in Vault's conversion error.
 		raw, ok := data[name]
-		if !ok || f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive {
+		sensitive := f.DisplayAttrs != nil && f.DisplayAttrs.Sensitive
+		if !ok || !sensitive && f.Type != framework.TypeString && f.Type != framework.TypeCommaStringSlice && f.Type != framework.TypeStringSlice {
+			// Numbers, durations and booleans: Vault's error quotes the value, which
+			// ClipResponse shortens.
 			continue
 		}
 		fd := &framework.FieldData{Raw: map[string]any{name: raw}, Schema: map[string]*framework.FieldSchema{name: f}}
@@ -266,6 +272,11 @@ func ScreenSensitiveInput(p *framework.Path, data map[string]any) *logical.Respo
 				hint = "give NAME=value pairs (e.g. " + name + "=CLOUDFLARE_DNS_API_TOKEN=...) or a JSON object of strings"
 			}
 			return logical.ErrorResponse("%s is malformed: %s (the value is not shown)", name, hint)
+		}
+	}
+	for name := range data {
+		if _, known := p.Fields[name]; !known && !plainFieldName(name) {
+			return logical.ErrorResponse("the request has a parameter whose name is not a field name (letters, digits and _ only, at most 64): the name is not shown, as it may be a secret sent by mistake")
 		}
 	}
 	return nil
@@ -278,4 +289,18 @@ func fieldsOf(fields map[string]*framework.FieldSchema, names ...string) map[str
 		out[n] = fields[n]
 	}
 	return out
+}
+
+// plainFieldName reports whether name looks like a field name, not like a value sent as one.
+func plainFieldName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

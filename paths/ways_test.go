@@ -274,6 +274,9 @@ func TestCertImport(t *testing.T) {
 	key := ecKey(t)
 	now := time.Now()
 	cert, keyPEM := ca.leaf(t, key, []string{"www.example.com", "example.com"}, now.Add(-24*time.Hour), now.Add(60*24*time.Hour))
+	h.bad(nil, logical.CreateOperation, "certs/imp", map[string]any{"role": "web", "certificate": cert, "private_key": keyPEM, "chain": ca.pem},
+		`role "web" does not allow imports`)
+	h.role("web", map[string]any{"allow_imports": true})
 	resp := h.ok(logical.CreateOperation, "certs/imp", map[string]any{"role": "web", "certificate": cert, "private_key": keyPEM, "chain": ca.pem})
 	require.Equal(t, "imported", resp.Data["key_source"])
 	require.Equal(t, "valid", resp.Data["status"])
@@ -325,7 +328,7 @@ func TestCertImport(t *testing.T) {
 		require.Less(t, len(msg), 400, name)
 	}
 	// A role that does not allow the key type refuses the import.
-	h.role("rsa-only", map[string]any{"key_type": "rsa2048", "allowed_key_types": ""})
+	h.role("rsa-only", map[string]any{"key_type": "rsa2048", "allowed_key_types": "", "allow_imports": true})
 	h.bad(nil, logical.CreateOperation, "certs/new-imp", map[string]any{"role": "rsa-only", "certificate": cert, "private_key": keyPEM}, `does not allow key type "ec256"`)
 }
 
@@ -356,6 +359,17 @@ func TestRevokeOnDelete(t *testing.T) {
 	require.Nil(t, h.loadCert("r"))
 	require.Equal(t, []string{serial}, h.e.revokedSerial[len(h.e.revokedSerial)-1:])
 	require.Equal(t, uint(5), h.e.revokedReason[len(h.e.revokedReason)-1])
+
+	// The CA refuses (it did not issue an imported certificate, or it is revoked already): the
+	// entry goes, with a warning, so that nothing becomes undeletable.
+	h.ok(logical.CreateOperation, "certs/r2", map[string]any{"role": "revoking", "domains": "www.example.com"})
+	h.e.revokeErr = &acme.Error{Kind: acme.ErrRejected, ProblemType: "urn:ietf:params:acme:error:malformed"}
+	resp, err := h.do(logical.DeleteOperation, "certs/r2", nil)
+	require.NoError(t, err)
+	require.Nil(t, h.loadCert("r2"))
+	require.Len(t, resp.Warnings, 1)
+	require.Contains(t, resp.Warnings[0], `certificate "r2" was deleted without being revoked: the CA refused the revocation (problem urn:ietf:params:acme:error:malformed)`)
+	h.e.revokeErr = nil
 
 	h.e.reset()
 	n := len(h.e.revokedSerial)

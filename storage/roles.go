@@ -47,6 +47,10 @@ type RoleEntry struct {
 	PreferredChain string `json:"preferred_chain,omitempty"`
 	// RevokeOnDelete revokes a certificate at its CA before its entry is deleted.
 	RevokeOnDelete bool `json:"revoke_on_delete,omitempty"`
+	// AllowImports lets certificates of the role be imported (certificate + private_key) instead
+	// of ordered: the engine does not prove the names of an imported certificate, so it is for
+	// migrations the operator runs or trusts.
+	AllowImports bool `json:"allow_imports,omitempty"`
 }
 
 // ACME challenge types.

@@ -202,3 +202,40 @@ func TestCNAMESupportDisabledWritesAtTheChallengeName(t *testing.T) {
 	assert.Len(t, mine.TXT("_acme-challenge.www.example.test."), 1)
 	assert.Zero(t, updates(theirs))
 }
+
+// A delegated name (outside the zones, allowed by delegated_domains) is written only at a name
+// derived from itself in the zones: a CNAME to any other name of the zones (the apex, another
+// tenant's record) is refused before anything is written, since rfc2136 replaces the whole TXT
+// set at the name it writes.
+func TestDelegatedNameWritesOnlyAtItsOwnTarget(t *testing.T) {
+	ctx := testCtx(t)
+	mine, theirs, cfg := twoZones(t)
+	cfg.DelegatedDomains = []string{"other.test"}
+	theirs.SetCNAME("_acme-challenge.www.other.test.", "www.other.test.acme.example.test.")
+	theirs.SetCNAME("_acme-challenge.api.other.test.", "_acme-challenge.api.other.test.example.test.")
+	theirs.SetCNAME("_acme-challenge.evil.other.test.", "example.test.")
+	theirs.SetCNAME("_acme-challenge.steal.other.test.", "_acme-challenge.www.example.test.")
+	theirs.SetCNAME("_acme-challenge.pre.other.test.", "www.other.test.acme.example.test.")
+	f, _ := newFactory(t)
+	s, err := f.Solver(ctx, "dns/delegated", cfg)
+	require.NoError(t, err)
+
+	require.NoError(t, s.Present(ctx, "www.other.test", "tok", "tok.thumb"))
+	assert.Len(t, mine.TXT("www.other.test.acme.example.test."), 1)
+	require.NoError(t, s.Present(ctx, "api.other.test", "tok2", "tok2.thumb"))
+	assert.Len(t, mine.TXT("_acme-challenge.api.other.test.example.test."), 1)
+	before := updates(mine)
+	for _, d := range []string{"evil.other.test", "steal.other.test", "pre.other.test"} {
+		err := s.Present(ctx, d, "tok3", "tok3.thumb")
+		require.Error(t, err, d)
+		assert.True(t, solvers.IsConfigError(err), d)
+		assert.Contains(t, err.Error(), "a delegated name's CNAME must point to a name of its own in the zones", d)
+		assert.Contains(t, err.Error(), "no record was written", d)
+	}
+	assert.Equal(t, before, updates(mine), "nothing written for the refused names")
+	assert.Zero(t, updates(theirs))
+	// A delegated name without a CNAME stays outside the zones.
+	err = s.Present(ctx, "nocname.other.test", "tok4", "tok4.thumb")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "outside this DNS configuration's zones")
+}

@@ -240,6 +240,20 @@ func (s *service) checkZones(c configured, op string, args wire.ChallengeArgs) w
 		}
 		return configErr("%s is outside this DNS configuration's zones (%s); %s", fqdn, strings.Join(c.zones, ", "), nothing)
 	}
+	if !wire.InZones(args.Domain, c.zones) {
+		// A delegated name (outside the zones; the parent allowed it through delegated_domains):
+		// its record may only land at a name derived from itself, <name>.<...zone> (or
+		// _acme-challenge.<name>.<...zone>), never at any name of the zones a CNAME points to —
+		// providers such as rfc2136 replace the whole TXT set at the name they write, so a CNAME
+		// to another name (the zone's apex, another tenant's record) would wipe it.
+		d := strings.ToLower(strings.TrimSuffix(args.Domain, "."))
+		t := strings.ToLower(strings.TrimSuffix(fqdn, "."))
+		if !strings.HasPrefix(t, d+".") && !strings.HasPrefix(t, "_acme-challenge."+d+".") {
+			s.logger.Warn("dns record name refused", "op", op, "domain", args.Domain, "target", fqdn, "reason", "delegation target not derived from the name")
+			return configErr("%s follows a CNAME to %s: a delegated name's CNAME must point to a name of its own in the zones, %s.<zone> (e.g. %s.acme.%s); %s",
+				"_acme-challenge."+d, fqdn, d, d, firstZone(c.zones), nothing)
+		}
+	}
 	// lego resolves again inside the provider; with the answers pinned it
 	// must reach the same name. Checked here too, in case lego changes how
 	// it follows CNAMEs.
@@ -258,4 +272,11 @@ func recoverResult(logger hclog.Logger, op string, res *wire.Result) {
 		logger.Error("dns provider panicked", "op", op)
 		*res = wire.Result{Err: "dns provider panicked during " + op}
 	}
+}
+
+func firstZone(zones []string) string {
+	if len(zones) == 0 {
+		return "<zone>"
+	}
+	return zones[0]
 }
