@@ -68,6 +68,12 @@ func CanonicalDomain(name string) (string, error) {
 			return "", fmt.Errorf("%q: %v", raw, err)
 		}
 	}
+	if strings.Contains(ascii, "xn--") {
+		// An A-label must decode to a valid internationalized label (xn--x does not).
+		if _, err := idnaProfile.ToUnicode(ascii); err != nil {
+			return "", fmt.Errorf("%q has an A-label (xn--) that is not a valid internationalized label: %v", raw, err)
+		}
+	}
 	if isNumeric(labels[len(labels)-1]) {
 		return "", fmt.Errorf("%q ends in an all-numeric label: top-level domains are never numeric", raw)
 	}

@@ -175,6 +175,9 @@ func (h *certHandler) write(ctx context.Context, req *logical.Request, d *framew
 		}
 	}
 	resp := &logical.Response{Data: certWriteResponse(entry, h.engine.CertificateWaiting(name))}
+	if spec.Certificate != "" && len(entry.Chain) == 0 {
+		resp.AddWarning("imported without its chain: ca_chain and issuing_ca stay empty until the first renewal; write it again with chain=@chain.pem (or certificate=@fullchain.pem)")
+	}
 	if !entry.Current() && entry.Status == storage.StatusFailed && entry.EarlyRetryAttempt == entry.Attempts && time.Now().Before(entry.NextAttemptAt) {
 		resp.AddWarning(fmt.Sprintf("not retried now: this backoff step's early retry was used; the next attempt starts at %s",
 			entry.NextAttemptAt.UTC().Format(time.RFC3339)))

@@ -293,6 +293,11 @@ func TestCertImport(t *testing.T) {
 	require.Equal(t, keyPEM, read.Data["private_key"])
 	require.Equal(t, ca.pem, read.Data["issuing_ca"])
 
+	// Without its chain: imported, with a warning.
+	bare := h.ok(logical.CreateOperation, "certs/imp-bare", map[string]any{"role": "web", "certificate": cert, "private_key": keyPEM})
+	require.Len(t, bare.Warnings, 1)
+	require.Contains(t, bare.Warnings[0], "imported without its chain")
+
 	// Again, as fullchain.pem: nothing changes.
 	h.e.reset()
 	h.ok(logical.UpdateOperation, "certs/imp", map[string]any{"certificate": cert + ca.pem, "private_key": keyPEM})
@@ -392,4 +397,14 @@ func TestCertListIsPaged(t *testing.T) {
 	resp = h.ok(logical.ListOperation, "certs/team-a/", map[string]any{"after": "bb"})
 	require.Equal(t, []string{"c", "d", "sub/"}, resp.Data["keys"])
 	h.bad(nil, logical.ListOperation, "certs/team-a/", map[string]any{"limit": 0}, "limit must be between 1 and 10000")
+}
+
+func TestInvalidALabelsAreRefused(t *testing.T) {
+	for _, bad := range []string{"xn--x.example.com", "www.xn--.example.com", "xn--a-ecp.example.com"} {
+		_, err := CanonicalDomain(bad)
+		require.Error(t, err, bad)
+	}
+	got, err := CanonicalDomain("xn--bcher-kva.example.com")
+	require.NoError(t, err)
+	require.Equal(t, "xn--bcher-kva.example.com", got)
 }
