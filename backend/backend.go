@@ -261,8 +261,8 @@ func (b *backend) clean(_ context.Context) {
 // whatever input an error quotes back (paths.ClipResponse).
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	req.Storage = b.cache.Wrap(req.Storage)
-	if resp := paths.RefuseChallengeHelp(req); resp != nil {
-		return resp, nil
+	if err := paths.RefuseChallengeHelp(req); err != nil {
+		return nil, err
 	}
 	if req.Operation != logical.HelpOperation {
 		if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {

@@ -93,12 +93,13 @@ needs no Vault token: forward /.well-known/acme-challenge/ of your web server to
 The answers live in Vault's storage, so any node of a cluster answers (standbys forward to the active node).`
 )
 
-// RefuseChallengeHelp answers a help request (?help=1) for the unauthenticated challenge path
-// with the same plain 404 as an unknown token: without it, anyone a reverse proxy lets through
-// could read the mount's help and learn what sits behind the proxy. nil for any other request.
-func RefuseChallengeHelp(req *logical.Request) *logical.Response {
+// RefuseChallengeHelp refuses a help request (?help=1) for the unauthenticated challenge path with
+// a 404 (Vault answers help as JSON, so an error rather than the raw 404 of an unknown token):
+// without it, anyone a reverse proxy lets through could read the mount's help and learn what sits
+// behind the proxy. nil for any other request.
+func RefuseChallengeHelp(req *logical.Request) error {
 	if req.Operation == logical.HelpOperation && strings.HasPrefix(req.Path, ChallengePathPrefix) {
-		return rawText(http.StatusNotFound, "not found\n")
+		return logical.CodedError(http.StatusNotFound, "not found")
 	}
 	return nil
 }

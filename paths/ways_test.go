@@ -408,3 +408,11 @@ func TestInvalidALabelsAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "xn--bcher-kva.example.com", got)
 }
+
+func TestChallengeHelpIsRefused(t *testing.T) {
+	err := RefuseChallengeHelp(&logical.Request{Operation: logical.HelpOperation, Path: "challenge/tok"})
+	require.Error(t, err)
+	require.Equal(t, http.StatusNotFound, codeOf(err))
+	require.NoError(t, RefuseChallengeHelp(&logical.Request{Operation: logical.HelpOperation, Path: "certs/x"}))
+	require.NoError(t, RefuseChallengeHelp(&logical.Request{Operation: logical.ReadOperation, Path: "challenge/tok"}))
+}
