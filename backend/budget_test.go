@@ -41,10 +41,11 @@ func TestOrderBudgetMakesOrdersWait(t *testing.T) {
 	sums := b.CertificateSummaries()
 	require.Contains(t, sums["web3"].Waiting, "order budget")
 
-	// The budget refills one order per 1.5 s: web2 and web3 are issued by the scheduler, in turn.
-	eventually(t, "the waiting certificates are issued as the budget refills", func() bool {
+	// The budget refills one order per 1.5 s (up to orderLatency later than its model, as the CA's
+	// bucket may: budget.SetLatency): web2 and web3 are issued by the scheduler, in turn.
+	require.Eventually(t, func() bool {
 		return loadCert(t, s, "web2").Current() && loadCert(t, s, "web3").Current()
-	})
+	}, 5*time.Second+orderLatency, 10*time.Millisecond, "the waiting certificates are issued as the budget refills")
 	require.EqualValues(t, 4, ca.orders.Load(), "one order each, no order beyond the budget")
 	require.GreaterOrEqual(t, time.Since(start), 2900*time.Millisecond, "the fourth order waited for its token")
 	require.Empty(t, b.CertificateWaiting("web3"))

@@ -180,7 +180,7 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	var wait *errBudgetWait
 	if errors.As(err, &wait) {
 		// Not a failure: the order waits for the account's budget.
-		b.budget.deferName(name, wait.until)
+		b.budget.deferName(name, wait, time.Now())
 		b.waiting.Store(name, waitState{budget: budgetWaitReason(p.role.Account, wait)})
 		log.Info("waiting for the order budget", "until", wait.until.UTC().Format(time.RFC3339), "limit", wait.why)
 		return nil

@@ -3,6 +3,7 @@ package budget
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -205,10 +206,13 @@ type Budget struct {
 	mu       sync.Mutex
 	limits   map[string]Limits    // per account; accounts not listed get LetsEncrypt()
 	buckets  map[bucketKey]int64  // instant each partly spent bucket is full again
+	starts   map[bucketKey]int64  // with latency: instant each spent bucket's current burst began
 	holds    map[string]int64     // account → instant before which the CA said to wait
 	accounts map[string]*counters // per account reserve counters
 
 	reserved, waited, exempt, refunded uint64 // totals for Stats
+
+	latency int64 // how long after its Reserve an order may reach the CA (SetLatency), ns
 
 	peak        int   // largest len(buckets) since the map was last rebuilt
 	nextSweepN  int   // sweep when len(buckets) reaches this
@@ -225,6 +229,7 @@ func New(now func() time.Time) *Budget {
 		now:        now,
 		limits:     map[string]Limits{},
 		buckets:    map[bucketKey]int64{},
+		starts:     map[bucketKey]int64{},
 		holds:      map[string]int64{},
 		accounts:   map[string]*counters{},
 		nextSweepN: minSweepLen,
@@ -254,9 +259,42 @@ func (b *Budget) RemoveAccount(account string) {
 	delete(b.holds, account)
 	for k := range b.buckets {
 		if k.account == account {
-			delete(b.buckets, k)
+			b.drop(k)
 		}
 	}
+}
+
+// SetLatency sets how long after its Reserve an order may reach the CA (d < 0 counts as 0; the
+// default is 0). The CA's bucket starts refilling when the first order of a burst arrives there,
+// which may be up to d after the budget reserved it; if later orders arrive faster, the CA's
+// bucket holds one token fewer than the budget's whenever the budget says a token has just come
+// back, and the CA answers rateLimited. So a token that came back since the bucket's burst began
+// is usable only d after the budget's model says it is there: the burst itself is untouched, and
+// the refill runs at the same rate, d later. A full bucket is forgotten only d after it is full.
+// A bucket emptied by RateLimited needs no allowance (the CA said where it stands). A limit that
+// refills completely in little more than d gets less (allowance), so that its bucket never fills
+// up while an order waits for its allowance.
+func (b *Budget) SetLatency(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.latency = int64(max(d, 0))
+}
+
+// allowance is the latency allowance for a bucket of l: latency, at most half the time the bucket
+// takes to give back all tokens but one (a bucket that refills completely while an order waits
+// for its allowance would start a new burst behind the CA's and make every next token wait for
+// the allowance again).
+func (b *Budget) allowance(l Limit) int64 {
+	if l.Count <= 1 {
+		return b.latency
+	}
+	return min(b.latency, (l.capacity()-l.interval())/2)
+}
+
+// drop forgets bucket k.
+func (b *Budget) drop(k bucketKey) {
+	delete(b.buckets, k)
+	delete(b.starts, k)
 }
 
 func (b *Budget) limitsOf(account string) Limits {
@@ -348,12 +386,20 @@ func (b *Budget) readyAt(n need, now int64) int64 {
 	if !ok {
 		return now
 	}
-	if full <= now {
-		delete(b.buckets, n.k)
+	if full+b.allowance(n.l) <= now {
+		b.drop(n.k)
 		return now
 	}
 	// A token is there when full - now <= capacity - interval.
-	return full - (n.l.capacity() - n.l.interval())
+	t := full - (n.l.capacity() - n.l.interval())
+	if b.latency > 0 && n.spend {
+		// A token that came back since the burst began, rather than one left of it, is
+		// usable latency later (SetLatency).
+		if start, ok := b.starts[n.k]; !ok || t > start {
+			t += b.allowance(n.l)
+		}
+	}
+	return t
 }
 
 func (b *Budget) set(k bucketKey, full int64) {
@@ -405,7 +451,11 @@ func (b *Budget) Reserve(r Request) (ok bool, retryAt time.Time, why string) {
 	}
 	for _, n := range ns {
 		if n.spend {
-			b.set(n.k, max(b.buckets[n.k], now)+n.l.interval())
+			full, ok := b.buckets[n.k]
+			if !ok && b.latency > 0 {
+				b.starts[n.k] = now // a burst begins: its tokens are at the CA too
+			}
+			b.set(n.k, max(full, now)+n.l.interval())
 		}
 	}
 	b.reserved++
@@ -419,17 +469,26 @@ func (b *Budget) Reserve(r Request) (ok bool, retryAt time.Time, why string) {
 // Refund gives back the tokens a successful Reserve of r took, for when the caller did not
 // place the order after all (it failed before contacting the CA). Refunding what was not
 // reserved gives away capacity that others spent; a bucket never holds more than its size.
-func (b *Budget) Refund(r Request) {
+func (b *Budget) Refund(r Request) { b.refund(r, true) }
+
+// RefundRefused gives back the tokens a successful Reserve of r took from the buckets shared by
+// all accounts (registered domain, duplicate), for an order the CA refused with rateLimited: it
+// created no order, so it spent none of them, and a per-domain token lost here would cost every
+// further certificate of that domain a whole refill interval (202 minutes at Let's Encrypt). The
+// account's orders bucket keeps the refusal: RateLimited empties it.
+func (b *Budget) RefundRefused(r Request) { b.refund(r, false) }
+
+func (b *Budget) refund(r Request, orders bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.clock()
 	for _, n := range b.needs(r) {
 		full, ok := b.buckets[n.k]
-		if !n.spend || !ok {
+		if !n.spend || !ok || !orders && n.k.kind == kindOrders {
 			continue
 		}
-		if full -= n.l.interval(); full <= now {
-			delete(b.buckets, n.k)
+		if full -= n.l.interval(); full+b.allowance(n.l) <= now {
+			b.drop(n.k)
 		} else {
 			b.buckets[n.k] = full
 		}
@@ -476,6 +535,9 @@ func (b *Budget) RateLimited(r Request, retryAfter time.Time) {
 		next := max(until, now+l.interval())
 		if full := next + l.capacity() - l.interval(); full > b.buckets[k] {
 			b.set(k, full)
+			if b.latency > 0 {
+				b.starts[k] = math.MaxInt64 // the CA said where it stands: no allowance
+			}
 		}
 	}
 }
@@ -491,8 +553,8 @@ func (b *Budget) maybeSweep(now int64) {
 // quarter of its peak (Go maps do not give memory back on delete).
 func (b *Budget) sweep(now int64) {
 	for k, full := range b.buckets {
-		if full <= now {
-			delete(b.buckets, k)
+		if full+b.latency <= now {
+			b.drop(k)
 		}
 	}
 	for a, h := range b.holds {
@@ -505,7 +567,11 @@ func (b *Budget) sweep(now int64) {
 		for k, v := range b.buckets {
 			m[k] = v
 		}
-		b.buckets, b.peak = m, n
+		starts := make(map[bucketKey]int64, len(b.starts))
+		for k, v := range b.starts {
+			starts[k] = v
+		}
+		b.buckets, b.starts, b.peak = m, starts, n
 	}
 	b.nextSweepN = max(2*len(b.buckets), minSweepLen)
 	b.nextSweepAt = now + int64(sweepEvery)
