@@ -58,6 +58,7 @@ type ACMEProxy struct {
 	orderBodies  []map[string]any // decoded JWS payloads of accepted (201) new-order requests
 	orderTimes   []time.Time      // when each accepted new-order request arrived
 	statuses     map[int]int      // upstream answers by HTTP status (injected faults not counted)
+	answerHook   func(*http.Response)
 }
 
 // orderPayloadKey carries a new-order request's decoded payload and arrival time to modifyResponse.
@@ -247,6 +248,16 @@ func (p *ACMEProxy) SetFault(f Fault) {
 	p.fault = f
 }
 
+// SetAnswerHook installs (or with nil removes) a hook called with every upstream answer after the
+// proxy's rewriting and counting, before it is sent on: it may change its headers and body (then
+// also ContentLength and Content-Length). resp.Request carries the incoming request's context. It
+// is called concurrently.
+func (p *ACMEProxy) SetAnswerHook(h func(resp *http.Response)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answerHook = h
+}
+
 // Close stops the proxy.
 func (p *ACMEProxy) Close() error {
 	return p.server.Close()
@@ -386,6 +397,12 @@ func (p *ACMEProxy) modifyResponse(resp *http.Response) error {
 			}
 		}
 		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	hook := p.answerHook
+	p.mu.Unlock()
+	if hook != nil {
+		hook(resp)
 	}
 	return nil
 }

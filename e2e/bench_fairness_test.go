@@ -113,6 +113,7 @@ func TestBenchFairness(t *testing.T) {
 		proxy := env.NewPebbleProxy(t)
 		ca := &caLimit{burst: burst, refill: refill, path: proxy.NewOrderPath}
 		proxy.SetFault(ca.fault)
+		proxy.SetAnswerHook(ca.answer)
 		team := Unique("bbudget")
 		is := ProxiedTeamIssuer(t, root, proxy, team, map[string]any{"order_limit": limit}, nil)
 		res := issueMany(t, root, team, is.Role, n, 100*time.Second)
@@ -207,7 +208,9 @@ func issueMany(t *testing.T, root *vaultapi.Client, team, role string, n int, ti
 }
 
 // caLimit emulates a CA's new-order rate limit: a token bucket of burst orders refilled one per
-// refill; a new-order without a token is answered 429 rateLimited with Retry-After.
+// refill; a new-order without a token is answered 429 rateLimited with Retry-After. A token spent
+// on a new-order that Pebble then refuses (its deliberate badNonce answers, which clients retry)
+// is given back (answer), as at Let's Encrypt, where the nonce is checked before the limits.
 type caLimit struct {
 	burst  int
 	refill time.Duration
@@ -217,6 +220,7 @@ type caLimit struct {
 	tokens  float64
 	last    time.Time
 	refused int
+	held    map[*orderPayload]bool // new-orders that spent a token, until Pebble answers
 }
 
 func (c *caLimit) fault(w http.ResponseWriter, r *http.Request) bool {
@@ -233,6 +237,12 @@ func (c *caLimit) fault(w http.ResponseWriter, r *http.Request) bool {
 	c.last = now
 	if c.tokens >= 1 {
 		c.tokens--
+		if op, ok := r.Context().Value(orderPayloadKey{}).(*orderPayload); ok {
+			if c.held == nil {
+				c.held = map[*orderPayload]bool{}
+			}
+			c.held[op] = true
+		}
 		c.mu.Unlock()
 		return false
 	}
@@ -241,6 +251,20 @@ func (c *caLimit) fault(w http.ResponseWriter, r *http.Request) bool {
 	c.mu.Unlock()
 	writeProblem(w, http.StatusTooManyRequests, "urn:ietf:params:acme:error:rateLimited", "bench: too many new orders (5 per 10s)", retry)
 	return true
+}
+
+// answer gives back the token of a new-order Pebble did not create (SetAnswerHook).
+func (c *caLimit) answer(resp *http.Response) {
+	op, ok := resp.Request.Context().Value(orderPayloadKey{}).(*orderPayload)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held[op] && resp.StatusCode != http.StatusCreated {
+		c.tokens = min(float64(c.burst), c.tokens+1)
+	}
+	delete(c.held, op)
 }
 
 func (c *caLimit) refusedCount() int {
