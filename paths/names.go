@@ -126,9 +126,26 @@ func btoi(b bool) int {
 	return 0
 }
 
-// CanonicalDomains canonicalizes a certificate's list of names, keeping their order (the first is
-// the subject), and rejects an empty list, duplicates and more than 100 names.
+// CanonicalDomains canonicalizes a certificate's list of DNS names, keeping their order (the first
+// is the subject), and rejects an empty list, duplicates and more than 100 names.
 func CanonicalDomains(names []string) ([]string, error) {
+	return canonicalAll(names, CanonicalDomain)
+}
+
+// CanonicalIdentifiers is CanonicalDomains for a list that may also hold IP addresses (RFC 8738),
+// canonicalized by CanonicalIP.
+func CanonicalIdentifiers(names []string) ([]string, error) {
+	return canonicalAll(names, func(n string) (string, error) {
+		if looksLikeIP(n) {
+			return CanonicalIP(n)
+		}
+		return CanonicalDomain(n)
+	})
+}
+
+// canonicalAll canonicalizes names with canonical, in order, refusing an empty list, duplicates
+// and more than maxDomainsPerCert names.
+func canonicalAll(names []string, canonical func(string) (string, error)) ([]string, error) {
 	if len(names) == 0 {
 		return nil, errors.New("domains is required: give the names the certificate must cover, e.g. domains=www.example.com,example.com")
 	}
@@ -138,7 +155,7 @@ func CanonicalDomains(names []string) ([]string, error) {
 	out := make([]string, 0, len(names))
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
-		c, err := CanonicalDomain(n)
+		c, err := canonical(n)
 		if err != nil {
 			return nil, fmt.Errorf("domains: %v", err)
 		}

@@ -423,37 +423,6 @@ func requestedIdentifiers(d *framework.FieldData) ([]string, bool, error) {
 	return raw, given, nil
 }
 
-// CanonicalIdentifiers canonicalizes a certificate's identifiers: DNS names (CanonicalDomain) and
-// IP addresses (CanonicalIP), in order, without duplicates, at most 100.
-func CanonicalIdentifiers(names []string) ([]string, error) {
-	if len(names) == 0 {
-		return CanonicalDomains(nil) // its "domains is required" message
-	}
-	if len(names) > maxDomainsPerCert {
-		return nil, fmt.Errorf("domains has %d names: a certificate may carry at most %d", len(names), maxDomainsPerCert)
-	}
-	out := make([]string, 0, len(names))
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		var c string
-		var err error
-		if looksLikeIP(n) {
-			c, err = CanonicalIP(n)
-		} else {
-			c, err = CanonicalDomain(n)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("domains: %v", err)
-		}
-		if seen[c] {
-			return nil, fmt.Errorf("domains: %q is listed twice: give each name once", c)
-		}
-		seen[c] = true
-		out = append(out, c)
-	}
-	return out, nil
-}
-
 func sameSet(a, b []string) bool {
 	x, y := slices.Clone(a), slices.Clone(b)
 	slices.Sort(x)
