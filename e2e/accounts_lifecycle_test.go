@@ -23,8 +23,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -553,22 +551,6 @@ type lcPebble struct {
 	Log       string
 }
 
-// lcFreePort returns a free loopback port below the ephemeral range (see env-up.sh).
-func lcFreePort(t testing.TB) int {
-	t.Helper()
-	for tries := 0; tries < 200; tries++ {
-		p := 20000 + mrand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return p
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // lcStartPebble starts a Pebble on 127.0.0.1 with the environment's configuration changed by
 // edit (its DNS is the environment's BIND); it is stopped when t ends.
 func lcStartPebble(t testing.TB, edit func(cfg map[string]any)) *lcPebble {
@@ -579,9 +561,9 @@ func lcStartPebble(t testing.TB, edit func(cfg map[string]any)) *lcPebble {
 	require.NoError(t, json.Unmarshal(b, &cfg))
 	pc := cfg["pebble"]
 	require.NotNil(t, pc)
-	port := lcFreePort(t)
+	port := freePort(t)
 	pc["listenAddress"] = fmt.Sprintf("127.0.0.1:%d", port)
-	pc["managementListenAddress"] = fmt.Sprintf("127.0.0.1:%d", lcFreePort(t))
+	pc["managementListenAddress"] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	edit(pc)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "pebble.json")
@@ -589,32 +571,11 @@ func lcStartPebble(t testing.TB, edit func(cfg map[string]any)) *lcPebble {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(cfgFile, out, 0o600))
 	p := &lcPebble{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", port), Log: filepath.Join(dir, "pebble.log")}
-	logf, err := os.Create(p.Log)
-	require.NoError(t, err)
-
 	_, err = os.Stat(env.PebbleBin)
 	require.NoError(t, err, "pebble binary: run `bash scripts/tools.sh pebble`")
 	cmd := exec.Command(env.PebbleBin, "-config", cfgFile, "-dnsserver", env.DNSAddr)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives the tests
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(p.Log); err == nil {
-				t.Logf("the test's Pebble log:\n%s", b)
-			}
-		}
-	})
+	done := startLogged(t, cmd, p.Log, syscall.SIGTERM, "the test's Pebble")
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(env.PebbleCAPEM(t)))

@@ -150,28 +150,10 @@ func startPrivatePebble(t testing.TB, extraEnv ...string) *privatePebble {
 		HTTPPort:   httpPort,
 		Log:        filepath.Join(dir, "pebble.log"),
 	}
-	logf, err := os.Create(p.Log)
-	require.NoError(t, err)
 	cmd := exec.Command(env.PebbleBin, "-config", cfgFile, "-dnsserver", env.DNSAddr)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	cmd.Env = append(cmd.Env, extraEnv...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("last lines of the private Pebble's log:\n%s", tailFile(p.Log, 60))
-		}
-	})
+	done := startLogged(t, cmd, p.Log, syscall.SIGTERM, "the private Pebble")
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -445,7 +445,8 @@ func TestCSRSigning(t *testing.T) {
 	t.Run("signed", func(t *testing.T) {
 		for _, tc := range []struct{ kind, keyType string }{{"rsa", "rsa2048"}, {"ec", "ec256"}} {
 			t.Run(tc.kind, func(t *testing.T) {
-				t.Parallel()
+				// Sequential: the test holds devPluginMu.RLock, and a parallel subtest would wait for a
+				// parallel slot that tests waiting for devPluginMu hold (a deadlock seen in CI).
 				host := tc.kind + "." + domain
 				keyFile, csrFile := filepath.Join(dir, tc.kind+".key"), filepath.Join(dir, tc.kind+".csr")
 				if tc.kind == "rsa" {
@@ -563,7 +564,8 @@ func TestCSRSigning(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				t.Parallel()
+				// Sequential: the test holds devPluginMu.RLock, and a parallel subtest would wait for a
+				// parallel slot that tests waiting for devPluginMu hold (a deadlock seen in CI).
 				name := id + "/evil-" + tc.name
 				data := map[string]any{"role": is.Role, "csr": tc.csr, "wait": "0s"}
 				for k, v := range tc.extra {
@@ -654,7 +656,8 @@ func TestImportAttacks(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
+			// Sequential: the test holds devPluginMu.RLock, and a parallel subtest would wait for a
+			// parallel slot that tests waiting for devPluginMu hold (a deadlock seen in CI).
 			name := id + "/evil-" + tc.name
 			r := MustDo(t, c, http.MethodPut, Mount+"/certs/"+name, merge(map[string]any{"role": is.Role, "wait": "0s"}, tc.data))
 			require.Equalf(t, http.StatusBadRequest, r.Status, "%s", clipResp(r))
@@ -724,7 +727,8 @@ func TestKeyTypes(t *testing.T) {
 	t.Run("group", func(t *testing.T) {
 		for _, kt := range kts {
 			t.Run(kt, func(t *testing.T) {
-				t.Parallel()
+				// Sequential: the test holds devPluginMu.RLock, and a parallel subtest would wait for a
+				// parallel slot that tests waiting for devPluginMu hold (a deadlock seen in CI).
 				start := time.Now()
 				cert := IssueCert(t, c, id+"/"+kt, map[string]any{"role": is.Role, "domains": kt + "." + domain, "key_type": kt}, 3*time.Minute)
 				assert.Equal(t, kt, KeyType(cert.Leaf.PublicKey), "the certificate's key")
@@ -736,7 +740,8 @@ func TestKeyTypes(t *testing.T) {
 			})
 		}
 		t.Run("dual-rsa-and-ec", func(t *testing.T) {
-			t.Parallel()
+			// Sequential: the test holds devPluginMu.RLock, and a parallel subtest would wait for a
+			// parallel slot that tests waiting for devPluginMu hold (a deadlock seen in CI).
 			names := "dual." + domain + ",www.dual." + domain
 			rsaCert := IssueCert(t, c, id+"/dual-rsa", map[string]any{"role": is.Role, "domains": names, "key_type": "rsa2048"}, 3*time.Minute)
 			ecCert := IssueCert(t, c, id+"/dual-ec", map[string]any{"role": is.Role, "domains": names, "key_type": "ec256"}, 3*time.Minute)

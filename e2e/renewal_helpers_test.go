@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -270,8 +269,6 @@ template {
 }
 `, vaultAddr, token, src, ct.Dest)), 0o600))
 
-	logf, err := os.Create(ct.Log)
-	require.NoError(t, err)
 	cmd := exec.Command(bin, "-config", cfg)
 	// Only loopback Vault, no other Vault/Consul settings from the caller's environment.
 	for _, kv := range os.Environ() {
@@ -280,28 +277,7 @@ template {
 		}
 	}
 	cmd.Env = append(cmd.Env, "HOME="+dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(ct.Log)
-			lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-			if len(lines) > 80 {
-				lines = lines[len(lines)-80:]
-			}
-			t.Logf("last lines of the consul-template log:\n%s", strings.Join(lines, "\n"))
-		}
-	})
+	startLogged(t, cmd, ct.Log, os.Interrupt, "consul-template")
 	return ct
 }
 
