@@ -20,7 +20,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib.sh
 . "$SCRIPT_DIR/lib.sh"
 # The Debian packages it installs from that list include BIND's programs: named and tsig-keygen
-# (bind9), named-checkconf and named-checkzone (bind9-utils), dig and nsupdate (bind9-dnsutils).
+# (bind9), named-checkconf and named-checkzone (bind9-utils), dig and nsupdate (bind9-dnsutils);
+# nginx (the HTTP-01 tests' reverse proxy) and certbot (the migration tests and make bench).
 le_load_requirements
 
 TOOLS_DIR="$(le_tools_dir)"
