@@ -373,8 +373,9 @@ func (e *Env) PebbleCAPEM(t testing.TB) string {
 	return string(b)
 }
 
-// PebbleRoot fetches Pebble's current issuing root from the management endpoint /roots/0.
-func (e *Env) PebbleRoot(ctx context.Context) (*x509.Certificate, error) {
+// PebbleGet GETs url from one of Pebble's listeners (ACME or management), trusting Pebble's TLS
+// CA, and returns the body of a 200.
+func (e *Env) PebbleGet(ctx context.Context, url string) ([]byte, error) {
 	caPEM, err := os.ReadFile(e.PebbleTLSCA)
 	if err != nil {
 		return nil, err
@@ -383,11 +384,10 @@ func (e *Env) PebbleRoot(ctx context.Context) (*x509.Certificate, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("no certificate in %s", e.PebbleTLSCA)
 	}
-	hc := &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.PebbleManagement+"/roots/0", nil)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, DisableKeepAlives: true,
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +401,16 @@ func (e *Env) PebbleRoot(ctx context.Context) (*x509.Certificate, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/roots/0: HTTP %d: %s", e.PebbleManagement, resp.StatusCode, body)
+		return body, fmt.Errorf("GET %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// PebbleRoot fetches Pebble's current issuing root from the management endpoint /roots/0.
+func (e *Env) PebbleRoot(ctx context.Context) (*x509.Certificate, error) {
+	body, err := e.PebbleGet(ctx, e.PebbleManagement+"/roots/0")
+	if err != nil {
+		return nil, err
 	}
 	certs, err := ParseCertsPEM(string(body))
 	if err != nil || len(certs) == 0 {

@@ -8,7 +8,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -184,41 +183,8 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// pebbleClient is an HTTPS client trusting Pebble's TLS CA (the minica PEM).
-func pebbleClient() (*http.Client, error) {
-	caPEM, err := os.ReadFile(env.PebbleTLSCA)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("no certificate in %s", env.PebbleTLSCA)
-	}
-	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, DisableKeepAlives: true,
-	}}, nil
-}
-
 // pebbleGet GETs url from a Pebble (ACME or management listener) and returns the body of a 200.
-func pebbleGet(url string) ([]byte, error) {
-	hc, err := pebbleClient()
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, fmt.Errorf("GET %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(body))
-	}
-	return body, nil
-}
+func pebbleGet(url string) ([]byte, error) { return env.PebbleGet(context.Background(), url) }
 
 // pebbleRoots fetches roots 0..n-1 from a Pebble's management API (/roots/<i>): the default chain's
 // root first, then the alternates.
