@@ -258,16 +258,21 @@ func (b *backend) clean(_ context.Context) {
 
 // HandleRequest screens sensitive fields before the framework parses the request, so that Vault's
 // own parse errors never quote a credential or key (paths.ScreenSensitiveInput), and shortens
-// whatever input an error quotes back (paths.ClipResponse).
+// whatever input an error quotes back (paths.ClipResponse). Reads of certs/<name> skip the
+// framework's per-request work (paths.ReadCertDirect): they are the hot path of every template.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	req.Storage = b.cache.Wrap(req.Storage)
 	if err := paths.RefuseChallengeHelp(req); err != nil {
 		return nil, err
 	}
+	route := b.Route(req.Path)
 	if req.Operation != logical.HelpOperation {
-		if resp := paths.ScreenSensitiveInput(b.Route(req.Path), req.Data); resp != nil {
+		if resp := paths.ScreenSensitiveInput(route, req.Data); resp != nil {
 			return resp, nil
 		}
+	}
+	if resp, handled, err := paths.ReadCertDirect(ctx, route, req); handled {
+		return paths.ClipResponse(resp, err)
 	}
 	return paths.ClipResponse(b.Backend.HandleRequest(ctx, req))
 }

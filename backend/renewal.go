@@ -67,11 +67,19 @@ func jitteredRenewal(nb, na time.Time) time.Time {
 	return plannedRenewal(nb, na).Add(-time.Duration(rand.Int64N(int64(life/50) + 1)))
 }
 
+// importARISpread bounds how long after an import the CA is asked for the certificate's renewal
+// window. The check is spread over it so that a mass import (make bench imports 10,000) does not
+// start a job for every certificate in the same second — each waiting job holds a goroutine —
+// but still learns within minutes of a certificate the CA wants replaced early.
+const importARISpread = 5 * time.Minute
+
 // PlanRenewal plans the renewal of an imported certificate like that of one just issued, and asks
-// for the CA's renewal window at once (a CA without ARI clears the check).
+// for the CA's renewal window soon: at a random point of the next importARISpread (of the next
+// fiftieth of its life, if shorter). A CA without ARI clears the check.
 func (b *backend) PlanRenewal(c *storage.CertEntry, now time.Time) {
 	c.RenewAt = jitteredRenewal(c.NotBefore, c.NotAfter)
-	c.ARICheckAt = now
+	spread := min(importARISpread, c.NotAfter.Sub(c.NotBefore)/50)
+	c.ARICheckAt = now.Add(time.Duration(rand.Int64N(int64(max(spread, 0)) + 1)))
 	c.ARIWindowStart, c.ARIWindowEnd = time.Time{}, time.Time{}
 }
 

@@ -462,3 +462,26 @@ func TestRenewalOrdersWithoutReplacesWhenRefused(t *testing.T) {
 	require.NotEmpty(t, ca.replaces[1])
 	require.Empty(t, ca.replaces[2])
 }
+
+// An import asks the CA for the renewal window within importARISpread (or a fiftieth of a short
+// life), at spread-out moments, with the renewal planned as for an issued certificate.
+func TestPlanRenewalSpreadsImportARIChecks(t *testing.T) {
+	b := &backend{}
+	now := time.Now()
+	for _, life := range []time.Duration{90 * 24 * time.Hour, 6 * 24 * time.Hour, 180 * time.Second, 0} {
+		spread := min(importARISpread, life/50)
+		seen := map[time.Time]bool{}
+		for range 200 {
+			c := storage.CertEntry{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(-time.Minute + life), ARIWindowStart: now}
+			b.PlanRenewal(&c, now)
+			require.False(t, c.ARICheckAt.Before(now), "life %s: ARI check %s before the import", life, c.ARICheckAt)
+			require.False(t, c.ARICheckAt.After(now.Add(spread)), "life %s: ARI check %s later than %s after the import", life, c.ARICheckAt, spread)
+			require.True(t, c.ARIWindowStart.IsZero())
+			require.False(t, c.RenewAt.After(plannedRenewal(c.NotBefore, c.NotAfter)))
+			seen[c.ARICheckAt] = true
+		}
+		if spread > time.Second {
+			require.Greater(t, len(seen), 100, "life %s: 200 imports' ARI checks at only %d moments", life, len(seen))
+		}
+	}
+}

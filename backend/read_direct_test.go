@@ -1,0 +1,70 @@
+package backend
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+// countingSystem counts the replication-state lookups: over gRPC each is a round trip into Vault.
+type countingSystem struct {
+	logical.SystemView
+	replication atomic.Int64
+}
+
+func (s *countingSystem) ReplicationState() consts.ReplicationState {
+	s.replication.Add(1)
+	return s.SystemView.ReplicationState()
+}
+
+// A plain read of certs/<name> is answered by the path's own handler without the framework's
+// per-request replication-state lookup, with the same answer the framework gives; anything else
+// (parameters, other paths, other operations) still goes through the framework.
+func TestCertReadSkipsFrameworkRoundTrip(t *testing.T) {
+	ca := newFakeCA(t)
+	conf := logical.TestBackendConfig()
+	sys := &countingSystem{SystemView: conf.System}
+	conf.System, conf.StorageView, conf.Logger = sys, &logical.InmemStorage{}, hclog.NewNullLogger()
+	lb, err := New(context.Background(), conf, Options{Dial: ca.dial, Solvers: &fakeSolvers{}})
+	require.NoError(t, err)
+	b := lb.(*backend)
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	s := b.storage
+	setup(t, b, s)
+	resp := request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "www.example.com"})
+	require.False(t, resp.IsError(), resp.Error())
+
+	before := sys.replication.Load()
+	direct := request(t, b, s, logical.ReadOperation, "certs/web", nil)
+	require.Equal(t, before, sys.replication.Load(), "a plain certificate read asked Vault for the replication state")
+	framed, err := b.Backend.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "certs/web", Storage: s})
+	require.NoError(t, err)
+	require.Greater(t, sys.replication.Load(), before, "the framework's own path no longer asks: this test measures nothing")
+	for _, d := range []map[string]any{direct.Data, framed.Data} {
+		delete(d, "ttl") // time-dependent
+		delete(d, "rotation_period")
+	}
+	require.Equal(t, framed.Data, direct.Data)
+	require.Contains(t, direct.Data["private_key"], "PRIVATE KEY")
+
+	// A missing certificate: no answer (404), as through the framework.
+	missing := request(t, b, s, logical.ReadOperation, "certs/web-none", nil)
+	require.Nil(t, missing)
+	// A name the handler refuses is refused the same way.
+	bad := request(t, b, s, logical.ReadOperation, "certs/web/../x", nil)
+	require.True(t, bad.IsError())
+
+	// Reads with parameters, lists and writes take the framework's way (and its warnings).
+	n := sys.replication.Load()
+	warned := request(t, b, s, logical.ReadOperation, "certs/web", map[string]any{"bogus": "1"})
+	require.Greater(t, sys.replication.Load(), n)
+	require.NotEmpty(t, warned.Warnings)
+	n = sys.replication.Load()
+	request(t, b, s, logical.ListOperation, "certs/", nil)
+	require.Greater(t, sys.replication.Load(), n)
+}
