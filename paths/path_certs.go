@@ -590,7 +590,8 @@ func (h *certHandler) read(ctx context.Context, req *logical.Request, d *framewo
 	if err := ValidateCertName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, err := storage.LoadCert(ctx, req.Storage, name)
+	// Shared (decoded once per cached entry; the hot path of every template): only read below.
+	c, err := storage.LoadCertShared(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package storage
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type cacheItem struct {
 	key   string
 	entry *logical.StorageEntry // nil: the key is known not to exist
 	size  int
+	// decoded is the entry decoded by LoadShared (nil until then); shared, never modified.
+	decoded any
 }
 
 // NewCache returns a cache of the entries under prefix, bounded to maxBytes (DefaultCacheBytes
@@ -97,6 +100,33 @@ func (c *Cache) get(key string) (*logical.StorageEntry, bool, uint64) {
 	}
 	c.misses.Add(1)
 	return nil, false, c.epoch
+}
+
+// shared returns the decoded value kept with key, the item it belongs to (for keepDecoded) and,
+// when there is none yet, a copy of the entry to decode. found is false on a miss.
+func (c *Cache) shared(key string) (decoded any, it *cacheItem, e *logical.StorageEntry, found bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, nil, nil, false
+	}
+	c.order.MoveToFront(el)
+	c.hits.Add(1)
+	it = el.Value.(*cacheItem)
+	if it.decoded != nil {
+		return it.decoded, it, nil, true
+	}
+	return nil, it, copyEntry(it.entry), true
+}
+
+// keepDecoded keeps v as the decoded form of it, if it is still the cached item of its key.
+func (c *Cache) keepDecoded(it *cacheItem, v any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[it.key]; ok && el.Value.(*cacheItem) == it {
+		it.decoded = v
+	}
 }
 
 // fill stores what a read found, unless something was written since the read began (epoch).
@@ -198,4 +228,30 @@ func (s *cachedStorage) Delete(ctx context.Context, key string) error {
 	}
 	s.c.wrote(key, nil)
 	return nil
+}
+
+// LoadShared is load for callers that only read the value: through a cached storage, a cache hit
+// returns the value decoded once and kept with the entry (until the entry changes) instead of
+// decoding it again. The value is SHARED between callers: never modify it or anything it holds.
+// Other storages decode as load does.
+func LoadShared[T any](ctx context.Context, s logical.Storage, prefix, name, what string) (*T, error) {
+	cs, ok := s.(*cachedStorage)
+	if !ok || !strings.HasPrefix(prefix+name, cs.c.prefix) {
+		return load[T](ctx, s, prefix, name, what)
+	}
+	v, it, e, found := cs.c.shared(prefix + name)
+	switch {
+	case !found:
+		return load[T](ctx, s, prefix, name, what) // fills the cache
+	case v != nil:
+		return v.(*T), nil
+	case e == nil:
+		return nil, nil // known not to exist
+	}
+	var t T
+	if err := e.DecodeJSON(&t); err != nil {
+		return nil, fmt.Errorf("decode %s %q: %w", what, name, err)
+	}
+	cs.c.keepDecoded(it, &t)
+	return &t, nil
 }

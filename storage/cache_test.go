@@ -123,3 +123,71 @@ func TestCacheIsBounded(t *testing.T) {
 	_, misses, _, _ := c.Stats()
 	require.Equal(t, uint64(1), misses)
 }
+
+// LoadCertShared decodes a cached entry once and shares it until the entry changes (a write, a
+// delete, an invalidation, eviction); misses and other storages behave like LoadCert.
+func TestCacheSharedDecodeFollowsTheEntry(t *testing.T) {
+	ctx := context.Background()
+	under := &countingStorage{Storage: &logical.InmemStorage{}}
+	c := NewCache(CertPrefix, 0)
+	s := c.Wrap(under)
+
+	// A miss fills the cache; the next shared loads return one decoded value.
+	require.NoError(t, StoreCert(ctx, under.Storage, "a", &CertEntry{Role: "r1", Domains: []string{"a.example"}}))
+	first, err := LoadCertShared(ctx, s, "a")
+	require.NoError(t, err)
+	require.Equal(t, "r1", first.Role)
+	second, err := LoadCertShared(ctx, s, "a")
+	require.NoError(t, err)
+	third, err := LoadCertShared(ctx, s, "a")
+	require.NoError(t, err)
+	require.Same(t, second, third, "decoded once")
+	require.Equal(t, 1, under.gets)
+	// LoadCert still returns a private copy.
+	own, err := LoadCert(ctx, s, "a")
+	require.NoError(t, err)
+	require.NotSame(t, third, own)
+
+	// A write through the cache replaces the shared value.
+	require.NoError(t, StoreCert(ctx, s, "a", &CertEntry{Role: "r2"}))
+	after, err := LoadCertShared(ctx, s, "a")
+	require.NoError(t, err)
+	require.Equal(t, "r2", after.Role)
+
+	// Another node's write: stale until invalidated, then the new value.
+	require.NoError(t, StoreCert(ctx, under.Storage, "a", &CertEntry{Role: "r3"}))
+	c.Invalidate(CertPrefix + "a")
+	inv, err := LoadCertShared(ctx, s, "a")
+	require.NoError(t, err)
+	require.Equal(t, "r3", inv.Role)
+
+	// Deleted and missing entries are nil.
+	require.NoError(t, DeleteCert(ctx, s, "a"))
+	gone, err := LoadCertShared(ctx, s, "a")
+	require.NoError(t, err)
+	require.Nil(t, gone)
+	none, err := LoadCertShared(ctx, s, "nothing")
+	require.NoError(t, err)
+	require.Nil(t, none)
+
+	// A decode racing a write does not keep the older value.
+	require.NoError(t, StoreCert(ctx, s, "b", &CertEntry{Role: "old"}))
+	_, it, e, found := c.shared(CertPrefix + "b")
+	require.True(t, found)
+	require.NotNil(t, e)
+	require.NoError(t, StoreCert(ctx, s, "b", &CertEntry{Role: "new"}))
+	c.keepDecoded(it, &CertEntry{Role: "old"})
+	got, err := LoadCertShared(ctx, s, "b")
+	require.NoError(t, err)
+	require.Equal(t, "new", got.Role)
+
+	// Without a cache: a plain decode each time.
+	plain := &logical.InmemStorage{}
+	require.NoError(t, StoreCert(ctx, plain, "p", &CertEntry{Role: "x"}))
+	p1, err := LoadCertShared(ctx, plain, "p")
+	require.NoError(t, err)
+	p2, err := LoadCertShared(ctx, plain, "p")
+	require.NoError(t, err)
+	require.Equal(t, "x", p1.Role)
+	require.NotSame(t, p1, p2)
+}

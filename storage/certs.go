@@ -113,6 +113,12 @@ func LoadCert(ctx context.Context, s logical.Storage, name string) (*CertEntry, 
 	return load[CertEntry](ctx, s, CertPrefix, name, "certificate")
 }
 
+// LoadCertShared is LoadCert for reads that change nothing: the entry may be shared with other
+// callers (storage.LoadShared) and must not be modified.
+func LoadCertShared(ctx context.Context, s logical.Storage, name string) (*CertEntry, error) {
+	return LoadShared[CertEntry](ctx, s, CertPrefix, name, "certificate")
+}
+
 // StoreCert writes the certificate entry. Callers hold the certificate's lock (Locks.Cert).
 func StoreCert(ctx context.Context, s logical.Storage, name string, c *CertEntry) error {
 	return store(ctx, s, CertPrefix, name, "certificate", c)
