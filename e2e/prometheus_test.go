@@ -112,6 +112,9 @@ func TestPrometheusScrapeAndAlert(t *testing.T) {
 	}
 	st, _, b := httpGet(t, env.VaultAddr+"/v1/"+Mount+"/status/certs", metricsToken)
 	require.Equalf(t, http.StatusForbidden, st, "the metrics token reads nothing else: %s", b)
+	help := MustDo(t, c, http.MethodGet, Mount+"/metrics?help=1", nil)
+	require.Equal(t, http.StatusOK, help.Status, "path help: %s", help)
+	require.Contains(t, string(help.Body), "Counters are per node", "the help says counters are per node")
 
 	// Prometheus with the README's scrape job and rule, checked by promtool first.
 	vaultHost := strings.TrimPrefix(strings.TrimPrefix(env.VaultAddr, "http://"), "https://")
@@ -175,7 +178,10 @@ rule_files:
 	assert.InDelta(t, (90 * 24 * time.Hour).Seconds(), expiryA, 3600, "earliest expiry of role A: Pebble's default profile is 90 days")
 	failedBefore := promValue(t, prom, `vault_letsencrypt_orders_total{result="failed"}`)
 	rateLimitedBefore := promValue(t, prom, `vault_letsencrypt_rate_limited_total`)
-	require.Empty(t, firingAlerts(t, prom, ""), "no alert while every certificate has more than a third of its life")
+	// (Other tests' roles may alert meanwhile: the suite fails renewals on purpose.)
+	for _, role := range []string{isA.Role, isB.Role} {
+		require.Empty(t, firingAlerts(t, prom, role), "no alert for role %s while its certificates have more than a third of their life", role)
+	}
 
 	// The renewal fails until the certificate has less than a third of its life: the alert fires
 	// for role B, and for no other role.
@@ -199,10 +205,7 @@ rule_files:
 	assert.Less(t, ratio, 1.0/3, "the alert's value is the ratio")
 	assert.Equal(t, "warning", fired.Labels["severity"])
 	assert.Contains(t, fired.Annotations["summary"], isB.Role)
-	for _, a := range firingAlerts(t, prom, "") {
-		assert.Equal(t, promAlert, a.Labels["alertname"])
-		assert.NotEqual(t, isA.Role, a.Labels["role"], "no alert for role A, whose certificates are fresh")
-	}
+	assert.Empty(t, firingAlerts(t, prom, isA.Role), "no alert for role A, whose certificates are fresh")
 	t.Logf("ratio crossed 1/3 at %s; alert active at %s (+%s), seen firing at %s (+%s), value %s",
 		crossing.Format(time.RFC3339Nano), fired.ActiveAt.Format(time.RFC3339Nano), fired.ActiveAt.Sub(crossing).Round(time.Millisecond),
 		seen.Format(time.RFC3339Nano), seen.Sub(crossing).Round(time.Millisecond), fired.Value)

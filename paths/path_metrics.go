@@ -27,8 +27,8 @@ const MetricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 // account or an error text.
 type Metrics struct {
 	Version string
-	// OrdersIssued and OrdersFailed count the attempts that went to the CA (after the plan was
-	// checked) and ended with a stored certificate, or failed.
+	// OrdersIssued and OrdersFailed count the attempts that got past the plan (role, account and
+	// DNS configuration checked) to ordering, and ended with a stored certificate, or failed.
 	OrdersIssued, OrdersFailed uint64
 	// Failures counts failed attempts by class, for a fixed, small set of classes (every class,
 	// zeros included, in a fixed order).
