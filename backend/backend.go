@@ -112,6 +112,8 @@ type backend struct {
 	waiting sync.Map // name -> string
 
 	sched *schedule
+	// counters are the metrics counters of this backend on this node (metrics.go).
+	counters counters
 	// firstSweepJitter bounds the random delay of the first sweep (Options.FirstSweepJitter).
 	firstSweepJitter time.Duration
 	// dispatch starts the job of a due certificate (startJob; benchmarks count instead).

@@ -32,11 +32,13 @@ func failureSummary(err error, ref string) string {
 }
 
 func summarizeFailure(err error) string {
-	if errors.Is(err, errPlan) {
+	class := failureClass(err) // the same classes count failures in the metrics
+	switch class {
+	case classPlan:
 		return err.Error() // this package's own words
-	}
-	var ve *acme.ValidationError
-	if errors.As(err, &ve) {
+	case classInvalid:
+		var ve *acme.ValidationError
+		errors.As(err, &ve)
 		return "cannot issue: " + ve.Reason
 	}
 	ae := &acme.Error{} // an unclassified error (or a bare kind) has no details to show
@@ -48,10 +50,10 @@ func summarizeFailure(err error) string {
 			problem += ": " + clipDetail(ae.Detail)
 		}
 	}
-	switch {
-	case errors.Is(err, acme.ErrDNSRecord):
+	switch class {
+	case classDNSRecord:
 		return fmt.Sprintf("DNS-01 for %s: %s", ae.Identifier, ae.Detail)
-	case errors.Is(err, acme.ErrChallengeFailed):
+	case classChallengeFailed:
 		msg := "the CA could not validate the challenge"
 		if ae.Identifier != "" {
 			msg += " for " + ae.Identifier
@@ -60,7 +62,7 @@ func summarizeFailure(err error) string {
 			msg += ": " + problem
 		}
 		return msg
-	case errors.Is(err, acme.ErrRateLimited):
+	case classRateLimited:
 		msg := "the CA rate-limited the account"
 		if problem != "" {
 			msg += ": " + problem
@@ -69,15 +71,15 @@ func summarizeFailure(err error) string {
 			msg += fmt.Sprintf("; it asked to wait %s", ae.RetryAfter.Round(time.Second))
 		}
 		return msg
-	case errors.Is(err, acme.ErrRejected):
+	case classRejected:
 		msg := "the CA rejected the order"
 		if problem != "" {
 			msg += ": " + problem
 		}
 		return msg
-	case errors.Is(err, acme.ErrUntrustedCA):
+	case classUntrustedCA:
 		return "the CA's HTTPS certificate is not trusted by the account's ca_bundle"
-	case errors.Is(err, acme.ErrUnreachable):
+	case classUnreachable:
 		return "the CA is unreachable or failing; the attempt is retried with backoff"
 	}
 	return "internal error"

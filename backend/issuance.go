@@ -180,19 +180,25 @@ func (b *backend) issue(ctx context.Context, name string) error {
 	var wait *errBudgetWait
 	if errors.As(err, &wait) {
 		// Not a failure: the order waits for the account's budget.
+		b.counters.budgetWaits.Add(1)
 		b.budget.deferName(name, wait, time.Now())
 		b.waiting.Store(name, waitState{budget: budgetWaitReason(p.role.Account, wait)})
 		log.Info("waiting for the order budget", "until", wait.until.UTC().Format(time.RFC3339), "limit", wait.why)
 		return nil
 	}
+	if err == nil {
+		if err = b.storeIssued(ctx, name, p.cert, issued, key, supportsARI); err != nil {
+			err = fmt.Errorf("storing the issued certificate: %w", err)
+		}
+	}
 	if err != nil {
+		if ctx.Err() == nil { // not stopped by a deletion or shutdown
+			b.counters.ordersFailed.Add(1)
+		}
 		b.recordFailure(ctx, name, p.cert, err, "renewal", renewing, "duration", time.Since(start).Round(time.Millisecond).String())
 		return err
 	}
-	if err := b.storeIssued(ctx, name, p.cert, issued, key, supportsARI); err != nil {
-		b.recordFailure(ctx, name, p.cert, fmt.Errorf("storing the issued certificate: %w", err))
-		return err
-	}
+	b.counters.ordersIssued.Add(1)
 	ev := eventIssued
 	if renewing {
 		ev = eventRenewed
@@ -484,6 +490,7 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 	if ctx.Err() != nil {
 		return
 	}
+	b.counters.failure(cause)
 	ref := newFailureRef()
 	b.logger.Named("issue").Warn("attempt failed", append([]any{"cert", name, "ref", ref, "error", cause}, logArgs...)...)
 	ctx = context.WithoutCancel(ctx)

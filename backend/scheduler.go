@@ -205,7 +205,7 @@ func dueAt(c *storage.CertEntry) time.Time {
 }
 
 func summarize(c *storage.CertEntry) paths.CertSummary {
-	return paths.CertSummary{Role: c.Role, Status: c.Status, NotAfter: c.NotAfter, RenewAt: c.RenewAt, Attempts: c.Attempts, LastError: c.LastError, NextAt: c.NextAttemptAt}
+	return paths.CertSummary{Role: c.Role, Status: c.Status, NotBefore: c.NotBefore, NotAfter: c.NotAfter, RenewAt: c.RenewAt, Attempts: c.Attempts, LastError: c.LastError, NextAt: c.NextAttemptAt}
 }
 
 // refresh reloads the named certificate from storage into the schedule.

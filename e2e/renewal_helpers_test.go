@@ -210,13 +210,20 @@ func consulTemplateBin(t testing.TB) string {
 // readToken creates a token whose only right is reading certs/<name>.
 func readToken(t testing.TB, c *vaultapi.Client, name string) string {
 	t.Helper()
-	policy := "read-cert-" + strings.ReplaceAll(name, "/", "-")
-	MustWrite(t, c, "sys/policies/acl/"+policy, map[string]any{
-		"policy": fmt.Sprintf("path %q {\n  capabilities = [\"read\"]\n}\n", Mount+"/certs/"+name),
-	})
-	r := MustWrite(t, c, "auth/token/create", map[string]any{
-		"policies": []string{policy}, "no_default_policy": true, "ttl": "1h",
-	})
+	return policyToken(t, c, "read-cert-"+strings.ReplaceAll(name, "/", "-"),
+		fmt.Sprintf("path %q {\n  capabilities = [\"read\"]\n}\n", Mount+"/certs/"+name))
+}
+
+// policyToken writes the ACL policy named policy with the rules hcl (none when hcl is empty: the
+// token then has Vault's default policy only) and creates a token with that policy alone.
+func policyToken(t testing.TB, c *vaultapi.Client, policy, hcl string) string {
+	t.Helper()
+	data := map[string]any{"policies": []string{"default"}, "ttl": "1h"}
+	if hcl != "" {
+		MustWrite(t, c, "sys/policies/acl/"+policy, map[string]any{"policy": hcl})
+		data = map[string]any{"policies": []string{policy}, "no_default_policy": true, "ttl": "1h"}
+	}
+	r := MustWrite(t, c, "auth/token/create", data)
 	var tok struct {
 		Auth struct {
 			ClientToken string `json:"client_token"`

@@ -83,6 +83,8 @@ type fakeEngine struct {
 	revokedReason []uint
 
 	summaries map[string]CertSummary
+	// Metrics answers
+	metrics Metrics
 }
 
 var _ Engine = (*fakeEngine)(nil)
@@ -261,6 +263,11 @@ func (e *fakeEngine) CertificateWaiting(name string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.waiting[name]
+}
+
+func (e *fakeEngine) Metrics() Metrics {
+	e.record("Metrics", "")
+	return e.metrics
 }
 
 func (e *fakeEngine) WriteSafe() bool { return e.writeSafe }

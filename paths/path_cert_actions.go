@@ -208,12 +208,24 @@ func (h *certActionHandler) revoke(ctx context.Context, req *logical.Request, d 
 type CertSummary struct {
 	Role      string
 	Status    string
+	NotBefore time.Time
 	NotAfter  time.Time
 	RenewAt   time.Time
 	Attempts  int
 	LastError string
 	NextAt    time.Time
 	Waiting   string // why its job waits, if it does
+}
+
+// Expiring reports whether the certificate is expired at now, or past its planned renewal by more
+// than a tenth of the time that was left then (status/certs lists it as expiring).
+func (s CertSummary) Expiring(now time.Time) bool {
+	return !s.NotAfter.IsZero() && (now.After(s.NotAfter) || !s.RenewAt.IsZero() && now.After(s.RenewAt.Add(s.NotAfter.Sub(s.RenewAt)/10)))
+}
+
+// Pending reports whether nothing is issued for the certificate's current specification.
+func (s CertSummary) Pending() bool {
+	return s.Status == storage.StatusPending || s.Status == storage.StatusFailed
 }
 
 // statusPaths is status/certs: the certificates that need attention.
@@ -261,13 +273,13 @@ func statusResponse(sums map[string]CertSummary, now time.Time, after string, li
 	var listed []string
 	for name, s := range sums {
 		var kinds []string
-		if !s.NotAfter.IsZero() && (now.After(s.NotAfter) || !s.RenewAt.IsZero() && now.After(s.RenewAt.Add(s.NotAfter.Sub(s.RenewAt)/10))) {
+		if s.Expiring(now) {
 			kinds = append(kinds, "expiring")
 		}
 		if s.Attempts > 0 {
 			kinds = append(kinds, "failing")
 		}
-		if s.Status == storage.StatusPending || s.Status == storage.StatusFailed {
+		if s.Pending() {
 			kinds = append(kinds, "pending")
 		}
 		if s.Waiting != "" {
@@ -290,13 +302,13 @@ func statusResponse(sums map[string]CertSummary, now time.Time, after string, li
 	page, next := pageOf(listed, after, limit)
 	for _, name := range page {
 		s := sums[name]
-		if !s.NotAfter.IsZero() && (now.After(s.NotAfter) || !s.RenewAt.IsZero() && now.After(s.RenewAt.Add(s.NotAfter.Sub(s.RenewAt)/10))) {
+		if s.Expiring(now) {
 			expiring = append(expiring, name)
 		}
 		if s.Attempts > 0 {
 			failing = append(failing, name)
 		}
-		if s.Status == storage.StatusPending || s.Status == storage.StatusFailed {
+		if s.Pending() {
 			pending = append(pending, name)
 		}
 		if s.Waiting != "" {

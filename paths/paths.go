@@ -73,6 +73,8 @@ type Engine interface {
 	// CertificateWaiting says why the named certificate's job waits (for a worker, for the
 	// account's order budget), or "" when it does not.
 	CertificateWaiting(name string) string
+	// Metrics returns the engine's counters on this node and the plugin's version.
+	Metrics() Metrics
 
 	// WriteSafe reports whether this node may write storage and talk to CAs.
 	WriteSafe() bool
@@ -89,6 +91,7 @@ func Paths(e Engine) []*framework.Path {
 	ps = append(ps, certActionPaths(e)...)
 	ps = append(ps, certPaths(e)...)
 	ps = append(ps, statusPaths(e)...)
+	ps = append(ps, metricsPaths(e)...)
 	ps = append(ps, challengePaths()...)
 	return ps
 }
