@@ -432,11 +432,15 @@ func splitOutputs(out string) (map[int]string, []string) {
 	idx := markerRe.FindAllStringSubmatchIndex(out, -1)
 	for i, m := range idx {
 		n, _ := strconv.Atoi(out[m[2]:m[3]])
-		end := len(out)
+		// Each marker is printed as "\n@@...@@\n": drop those two newlines from the block's output.
+		seg := strings.TrimPrefix(out[m[1]:], "\n")
 		if i+1 < len(idx) {
-			end = idx[i+1][0]
+			seg = strings.TrimSuffix(out[m[1]:idx[i+1][0]], "\n")
+			seg = strings.TrimPrefix(seg, "\n")
+		} else {
+			seg = strings.TrimSuffix(seg, "\n@@docs-done@@\n")
 		}
-		outputs[n] = strings.TrimSuffix(out[m[1]:end], "\n@@docs-done@@\n")
+		outputs[n] = seg
 	}
 	seen := map[string]bool{}
 	var missing []string
@@ -905,4 +909,30 @@ http {
 func setupVCMDoc(t *testing.T, s *docSession) {
 	startDocVault(t, s)
 	acmeVars(s, "docs-vcm")
+}
+
+// The session machinery without a Vault: files written in order, state carried between blocks,
+// outputs split per block, requirement probes skipping blocks.
+func TestDocsSessionScript(t *testing.T) {
+	src := "```sh {env}\nGREETING=hello\n```\n" +
+		"```text {file=conf/a.txt}\nfirst $NOT_EXPANDED\n```\n" +
+		"```sh\nN=41\ncat conf/a.txt\necho \"$GREETING\"\n```\n" +
+		"```text {output}\nfirst $NOT_EXPANDED\nhello\n```\n" +
+		"```sh {requires=dist}\necho never\n```\n" +
+		"```sh\necho $((N + 1))\n```\n"
+	d, err := parseDoc("t.md", src)
+	require.NoError(t, err)
+	require.NoError(t, checkDoc(d))
+	s := &docSession{Dir: t.TempDir(), Vars: map[string]string{"GREETING": "it's \"quoted\""}}
+	script, runBlocks := docScript(t, d, s, map[string]bool{"dist": true})
+	require.Len(t, runBlocks, 3)
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = s.Dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	outputs, missing := splitOutputs(string(out))
+	require.Equal(t, "first $NOT_EXPANDED\nit's \"quoted\"\n", outputs[1])
+	require.Equal(t, []string{"dist"}, missing)
+	require.Equal(t, "42\n", outputs[3])
+	require.NotContains(t, string(out), "never")
 }
