@@ -36,6 +36,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -736,15 +737,14 @@ func setupOperatorDoc(t *testing.T, s *docSession) {
 	acmeVars(s, "docs-op")
 	s.Vars["NEW_VERSION"] = env.PluginVersion + "-docs.1"
 	s.Vars["DIST_DIR"] = filepath.Join(s.Dir, ".dist")
+	s.Vars["PLATFORM"] = runtime.GOOS + "_" + runtime.GOARCH
 	if exec.Command("grep", "-q", "^dist:", filepath.Join(RepoRoot(), "Makefile")).Run() == nil {
-		// The upgrade section installs a newer release: a build of the same source with another
-		// version stamp stands for it.
-		build := exec.Command("go", "build", "-trimpath", "-ldflags",
-			"-X github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/backend.Version="+s.Vars["NEW_VERSION"],
-			"-o", filepath.Join(s.Vars["DIST_DIR"], "vault-plugin-secrets-letsencrypt"), "./cmd/vault-plugin-secrets-letsencrypt")
-		build.Dir = RepoRoot()
+		// The upgrade section installs a newer release: make dist of the same source, for this
+		// platform only, with another version stamped in.
+		build := exec.Command("make", "-C", RepoRoot(), "dist", "VERSION="+s.Vars["NEW_VERSION"],
+			"PLATFORMS="+runtime.GOOS+"/"+runtime.GOARCH, "DIST_DIR="+s.Vars["DIST_DIR"])
 		out, err := build.CombinedOutput()
-		require.NoError(t, err, "build the upgrade's plugin: %s", out)
+		require.NoError(t, err, "make dist: %s", out)
 	}
 }
 
