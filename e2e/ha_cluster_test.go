@@ -40,16 +40,24 @@ type haNode struct {
 type haCluster struct {
 	ID        string
 	Dir       string
+	PluginDir string // plugin_directory of every node
 	Nodes     []*haNode
 	RootToken string
 	UnsealKey string
 }
 
-// startHACluster starts, initialises, unseals and joins an n-node raft cluster, and waits until
-// every node is a voter.
+// startHACluster starts, initialises, unseals and joins an n-node raft cluster with the
+// environment's plugin directory, and waits until every node is a voter.
 func startHACluster(t *testing.T, n int) *haCluster {
 	t.Helper()
-	cl := &haCluster{ID: Unique("ha-cluster")}
+	return startVaultCluster(t, n, filepath.Join(env.StateDir, "plugins"))
+}
+
+// startVaultCluster is startHACluster with pluginDir as every node's plugin_directory (nothing is
+// registered or mounted: the docs test's operator guide does that itself).
+func startVaultCluster(t *testing.T, n int, pluginDir string) *haCluster {
+	t.Helper()
+	cl := &haCluster{ID: Unique("ha-cluster"), PluginDir: pluginDir}
 	cl.Dir = filepath.Join(env.StateDir, cl.ID)
 	require.NoError(t, os.MkdirAll(cl.Dir, 0o700))
 	t.Cleanup(func() { cl.stop(t) })
@@ -75,7 +83,7 @@ listener "tcp" {
   cluster_address = "127.0.0.1:%d"
   tls_disable = true
 }
-`, node.Addr, node.ClusterAddr, filepath.Join(env.StateDir, "plugins"), filepath.Join(node.Dir, "raft"), node.Name, api, cluster)
+`, node.Addr, node.ClusterAddr, cl.PluginDir, filepath.Join(node.Dir, "raft"), node.Name, api, cluster)
 		cfgFile := filepath.Join(node.Dir, "vault.hcl")
 		require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 		node.Log = filepath.Join(node.Dir, "vault.log")
@@ -312,7 +320,7 @@ func (cl *haCluster) stop(t testing.TB) {
 			continue
 		}
 		pid := n.cmd.Process.Pid
-		plugins := pluginPIDs(pid, filepath.Join(env.StateDir, "plugins"))
+		plugins := pluginPIDs(pid, cl.PluginDir)
 		_ = n.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-n.exited:

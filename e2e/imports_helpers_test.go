@@ -87,19 +87,31 @@ var (
 // that no outgoing connection takes it before its server binds it), never the same one twice.
 func freePort(t testing.TB) int {
 	t.Helper()
+	return freePorts(t, 1)
+}
+
+// freePorts is freePort for n consecutive ports (a Vault dev server takes port+1 for its cluster
+// listener); it returns the first.
+func freePorts(t testing.TB, n int) int {
+	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
+next:
 	for range 500 {
 		p := 20000 + rand.IntN(12000)
-		if portsUsed[p] {
-			continue
+		for i := range n {
+			if portsUsed[p+i] {
+				continue next
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+			if err != nil {
+				continue next
+			}
+			_ = ln.Close()
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
+		for i := range n {
+			portsUsed[p+i] = true
 		}
-		_ = ln.Close()
-		portsUsed[p] = true
 		return p
 	}
 	require.FailNow(t, "no free port found")

@@ -130,6 +130,20 @@ func scanRepo(t testing.TB, root string) []use {
 	}
 	uses = append(uses, scanMakefile(string(b), "Makefile")...)
 
+	// The docs' sh blocks: e2e/docs_test.go runs them (all but {env} blocks, which it replaces).
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range docs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, p)
+		uses = append(uses, scanDocBlocks(string(b), rel)...)
+	}
+
 	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -264,6 +278,27 @@ func toolPathUses(src, file string) []use {
 	var out []use
 	for _, m := range toolPathRe.FindAllStringSubmatchIndex(src, -1) {
 		out = append(out, use{cmd: src[m[2]:m[3]], file: file, line: 1 + strings.Count(src[:m[0]], "\n")})
+	}
+	return out
+}
+
+// scanDocBlocks returns the external commands of a Markdown document's run blocks: fences
+// "```sh" and "```sh {requires=X}" (not {env}, not {file=NAME}).
+func scanDocBlocks(src, file string) []use {
+	var out []use
+	lines := strings.Split(src, "\n")
+	for i := 0; i < len(lines); i++ {
+		info, ok := strings.CutPrefix(lines[i], "```")
+		if !ok || strings.HasPrefix(info, "`") {
+			continue
+		}
+		run := info == "sh" || strings.HasPrefix(info, "sh {requires=")
+		start := i + 1
+		for i++; i < len(lines) && lines[i] != "```"; i++ {
+		}
+		if run {
+			out = append(out, scanShell(strings.Join(lines[start:i], "\n"), file, start+1, map[string]bool{}, map[string]int{})...)
+		}
 	}
 	return out
 }
