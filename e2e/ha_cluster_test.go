@@ -21,7 +21,8 @@ import (
 
 // A real Vault HA cluster for the HA test: n servers of the environment's vault binary with
 // integrated storage (raft), each on free loopback ports without TLS, sharing the environment's
-// plugin directory (so its plugin binary and sha256 apply). Node 1 is initialised with one unseal
+// plugin directory (so its plugin binary and sha256 apply) or one of the test's own
+// (startVaultCluster: the upgrade test registers release binaries there). Node 1 is initialised with one unseal
 // key, the others join it with `vault operator raft join` and are unsealed. Everything is stopped
 // in t.Cleanup; each server's pid is also written to STATE_DIR/<id>-nodeN.pid, so that
 // scripts/env-down.sh (and its watchdog) stops them should the test process die.
@@ -40,16 +41,23 @@ type haNode struct {
 type haCluster struct {
 	ID        string
 	Dir       string
+	PluginDir string // every node's plugin_directory
 	Nodes     []*haNode
 	RootToken string
 	UnsealKey string
 }
 
 // startHACluster starts, initialises, unseals and joins an n-node raft cluster, and waits until
-// every node is a voter.
+// every node is a voter. Its plugin directory is the environment's.
 func startHACluster(t *testing.T, n int) *haCluster {
 	t.Helper()
-	cl := &haCluster{ID: Unique("ha-cluster")}
+	return startVaultCluster(t, n, filepath.Join(env.StateDir, "plugins"))
+}
+
+// startVaultCluster is startHACluster with pluginDir as every node's plugin_directory.
+func startVaultCluster(t *testing.T, n int, pluginDir string) *haCluster {
+	t.Helper()
+	cl := &haCluster{ID: Unique("ha-cluster"), PluginDir: pluginDir}
 	cl.Dir = filepath.Join(env.StateDir, cl.ID)
 	require.NoError(t, os.MkdirAll(cl.Dir, 0o700))
 	t.Cleanup(func() { cl.stop(t) })
@@ -75,7 +83,7 @@ listener "tcp" {
   cluster_address = "127.0.0.1:%d"
   tls_disable = true
 }
-`, node.Addr, node.ClusterAddr, filepath.Join(env.StateDir, "plugins"), filepath.Join(node.Dir, "raft"), node.Name, api, cluster)
+`, node.Addr, node.ClusterAddr, cl.PluginDir, filepath.Join(node.Dir, "raft"), node.Name, api, cluster)
 		cfgFile := filepath.Join(node.Dir, "vault.hcl")
 		require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 		node.Log = filepath.Join(node.Dir, "vault.log")
@@ -312,7 +320,7 @@ func (cl *haCluster) stop(t testing.TB) {
 			continue
 		}
 		pid := n.cmd.Process.Pid
-		plugins := pluginPIDs(pid, filepath.Join(env.StateDir, "plugins"))
+		plugins := pluginPIDs(pid, cl.PluginDir)
 		_ = n.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-n.exited:
