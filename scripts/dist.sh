@@ -177,7 +177,7 @@ renewal schedules stay in the mount's storage and carry over. Tune it, then relo
   vault secrets tune -plugin-version=$version letsencrypt
   vault write sys/plugins/reload/backend mounts=letsencrypt           # this mount on this node
   vault plugin reload -type=secret -plugin=$PLUGIN     # every mount of the plugin on this node
-  vault plugin reload -scope=global -type=secret -plugin=$PLUGIN   # on every node (Enterprise: and replicated clusters)
+  vault plugin reload -scope=global -type=secret -plugin=$PLUGIN   # every node running it (Enterprise: performance standbys, replicated clusters)
   vault secrets list -detailed    # the mount's "Running Version" is then $version
 (vault plugin reload -mounts=letsencrypt fails in the root namespace with Vault 1.21's CLI: it asks
 sys/plugins/reload/unknown/, "unsupported path"; the vault write line above is that request done right.)
