@@ -8,7 +8,7 @@ PLUGIN_BIN:= $(BIN_DIR)/plugins/$(PLUGIN)
 export LE_PLUGIN_BIN     := $(PLUGIN_BIN)
 export LE_PLUGIN_VERSION := $(VERSION)
 
-.PHONY: all build tools doctor test test-unit test-e2e demo demo-stop bench bench-tick fmt vet lint fuzz clean \
+.PHONY: all build dist tools doctor test test-unit test-e2e demo demo-stop bench bench-tick fmt vet lint fuzz clean \
 	need-demo need-test need-bench
 
 all: build
@@ -18,6 +18,17 @@ all: build
 build:
 	@bash scripts/progress.sh plugin "building $(PLUGIN_BIN) (the first time about 5 minutes: downloads and compiles the dependencies; cached afterwards)" -- \
 		go build -v -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN)
+
+## dist: release artifacts in dist/ (DIST_DIR): for each of PLATFORMS (default linux/amd64 linux/arm64
+## darwin/amd64 darwin/arm64) the binary vault-plugin-secrets-letsencrypt_<version>_<os>_<arch> and its
+## .zip, SHA256SUMS, and the vault plugin register / secrets tune / plugin reload lines to run. The version
+## is VERSION when given on the command line or in the environment, else the git tag at HEAD, else a
+## development version (v0.1.1-dev.3+g<sha>). Reproducible: the same source gives the same sha256.
+## Cross-compiling every lego DNS provider takes minutes per platform the first time.
+dist:
+	@bash scripts/doctor.sh --install --quiet dist >&2
+	@VERSION="$(if $(filter command line environment environment override,$(origin VERSION)),$(VERSION))" \
+		PLATFORMS="$(PLATFORMS)" DIST_DIR="$(DIST_DIR)" bash scripts/dist.sh
 
 ## doctor: check every external command the scripts and tests run (scripts/requirements.txt): one line
 ## each, and the one command that installs what is missing. Installs nothing.
@@ -78,4 +89,4 @@ need-demo need-test need-bench:
 	@bash scripts/doctor.sh --install $(@:need-%=%)
 
 clean:
-	rm -rf $(BIN_DIR)
+	rm -rf $(BIN_DIR) $(CURDIR)/dist

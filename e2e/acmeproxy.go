@@ -258,6 +258,26 @@ func (p *ACMEProxy) SetAnswerHook(h func(resp *http.Response)) {
 	p.answerHook = h
 }
 
+// HideRenewalInfo removes renewalInfo from resp when it answers GET dirPath (the ACME directory), so
+// that the client sees a CA without ARI and renews at its own plan. For an answer hook (SetAnswerHook).
+func HideRenewalInfo(resp *http.Response, dirPath string) {
+	if resp.Request.Method != http.MethodGet || resp.Request.URL.Path != dirPath {
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	var dir map[string]any
+	if err == nil && json.Unmarshal(body, &dir) == nil {
+		delete(dir, "renewalInfo")
+		if b, err := json.Marshal(dir); err == nil {
+			body = b
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+}
+
 // Close stops the proxy.
 func (p *ACMEProxy) Close() error {
 	return p.server.Close()

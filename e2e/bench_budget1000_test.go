@@ -48,7 +48,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -710,20 +709,7 @@ func (c *b1kCA) answer(resp *http.Response) {
 			c.mu.Unlock()
 		}
 	}
-	if req.Method == http.MethodGet && req.URL.Path == c.dirPath {
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		var dir map[string]any
-		if err == nil && json.Unmarshal(body, &dir) == nil {
-			delete(dir, "renewalInfo")
-			if b, err := json.Marshal(dir); err == nil {
-				body = b
-			}
-		}
-		resp.Body = io.NopCloser(strings.NewReader(string(body)))
-		resp.ContentLength = int64(len(body))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	}
+	HideRenewalInfo(resp, c.dirPath)
 }
 
 func (c *b1kCA) refusedTotal() int {

@@ -4,7 +4,7 @@
 # one command that installs them all and exits 1. Installs nothing, changes nothing, takes a second.
 #
 # Usage: scripts/doctor.sh [--install] [--quiet] [PURPOSE...]
-#   PURPOSE    demo, e2e, lint, bench or test (e2e + lint); default: everything
+#   PURPOSE    demo, e2e, lint, bench, dist or test (e2e + lint); default: everything
 #   --install  then installs what is missing with scripts/tools.sh and checks again, failing unless
 #              everything is there (make demo, make test and make bench start with this)
 #   --quiet    prints only what is missing
@@ -20,8 +20,8 @@ for a in "$@"; do
   case "$a" in
     --install) install=1 ;;
     --quiet) quiet=1 ;;
-    demo | e2e | lint | bench | test) purposes+=("$a") ;;
-    *) echo "usage: $0 [--install] [--quiet] [demo|e2e|lint|bench|test]..." >&2; exit 2 ;;
+    demo | e2e | lint | bench | dist | test) purposes+=("$a") ;;
+    *) echo "usage: $0 [--install] [--quiet] [demo|e2e|lint|bench|dist|test]..." >&2; exit 2 ;;
   esac
 done
 [ ${#purposes[@]} -gt 0 ] || purposes=(all)

@@ -47,7 +47,7 @@ le_load_requirements() {
 }
 
 # le_req_select WORD: prints the indices of the commands WORD names: a command (dig), a purpose
-# (demo, e2e, lint, bench; test = e2e + lint), bind (the BIND 9 programs), apt, tools, or all.
+# (demo, e2e, lint, bench, dist; test = e2e + lint), bind (the BIND 9 programs), apt, tools, or all.
 le_req_select() {
   local word="$1" i hit=1
   for i in "${!LE_REQ_CMD[@]}"; do
@@ -55,7 +55,7 @@ le_req_select() {
       all) ;;
       apt | tools) [ "${LE_REQ_SRC[$i]}" = "$word" ] || continue ;;
       bind) case "${LE_REQ_WHAT[$i]}" in bind9*) ;; *) continue ;; esac ;;
-      demo | e2e | lint | bench | test) le_req_for "$i" "$word" || continue ;;
+      demo | e2e | lint | bench | dist | test) le_req_for "$i" "$word" || continue ;;
       *) [ "${LE_REQ_CMD[$i]}" = "$word" ] || continue ;;
     esac
     printf '%s\n' "$i"

@@ -70,9 +70,9 @@ func loadRequirements(t testing.TB) (map[string]requirement, []requirement) {
 		}
 		for _, p := range strings.Split(r.purposes, ",") {
 			switch p {
-			case "all", "demo", "e2e", "lint", "bench":
+			case "all", "demo", "e2e", "lint", "bench", "dist":
 			default:
-				t.Errorf("requirements.txt:%d: %s: unknown purpose %q (want all, demo, e2e, lint or bench)", r.line, r.cmd, p)
+				t.Errorf("requirements.txt:%d: %s: unknown purpose %q (want all, demo, e2e, lint, bench or dist)", r.line, r.cmd, p)
 			}
 		}
 		switch r.source {

@@ -12,7 +12,7 @@
 # Prints the tools directory on stdout as its last line.
 #
 # Usage: scripts/tools.sh [WHAT...]   WHAT: a command (vault, dig, ...), a purpose (demo, e2e, lint,
-#                                     bench, test), bind, apt, tools or all (the default)
+#                                     bench, dist, test), bind, apt, tools or all (the default)
 #        scripts/tools.sh --plan [WHAT...]   prints how each command would be installed; installs nothing
 set -euo pipefail
 
