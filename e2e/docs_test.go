@@ -9,8 +9,7 @@ package e2e
 //	                      the test exports its own values under the same names, and fails if a
 //	                      name is missing on either side
 //	```sh {requires=X}    run only when X is there (metrics: the mount serves metrics; dist: the
-//	                      Makefile has a dist target); otherwise the subtest fails saying so, unless
-//	                      LE_DOCS_SKIP_REQUIRES lists X (comma-separated), which skips those blocks
+//	                      Makefile has a dist target); otherwise the subtest fails saying so
 //	```LANG {file=NAME}   written to NAME (relative) in the session's directory at that point
 //	```text               not run: sample output, "before" configurations of the tools replaced
 //	```text {output}      right after a run block: every line (whitespace collapsed) must appear
@@ -259,12 +258,6 @@ func loadDocs(t *testing.T) []*docFile {
 func TestDocsCommands(t *testing.T) {
 	start := time.Now()
 	docs := loadDocs(t)
-	skip := map[string]bool{}
-	for _, r := range strings.Split(os.Getenv("LE_DOCS_SKIP_REQUIRES"), ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			skip[r] = true
-		}
-	}
 	total := 0
 	for _, d := range docs {
 		t.Run(strings.TrimSuffix(d.Name, ".md"), func(t *testing.T) {
@@ -284,7 +277,7 @@ func TestDocsCommands(t *testing.T) {
 				return
 			}
 			total += runs
-			runDoc(t, d, setup, skip)
+			runDoc(t, d, setup)
 		})
 	}
 	t.Logf("docs: %d documents, %d sh blocks, %s", len(docs), total, time.Since(start).Round(time.Millisecond))
@@ -292,7 +285,7 @@ func TestDocsCommands(t *testing.T) {
 
 // runDoc runs one document's blocks in one bash session and checks exit status, outputs and
 // requirements.
-func runDoc(t *testing.T, d *docFile, setup func(*testing.T, *docSession), skip map[string]bool) {
+func runDoc(t *testing.T, d *docFile, setup func(*testing.T, *docSession)) {
 	start := time.Now()
 	s := &docSession{Dir: t.TempDir(), Vars: map[string]string{}}
 	home := filepath.Join(s.Dir, ".home")
@@ -323,7 +316,7 @@ func runDoc(t *testing.T, d *docFile, setup func(*testing.T, *docSession), skip 
 		require.Truef(t, declared[v] || baseVars[v], "docs/%s: the setup provides %s, which no ```sh {env} block shows the reader", d.Name, v)
 	}
 
-	script, runBlocks := docScript(t, d, s, skip)
+	script, runBlocks := docScript(t, d, s)
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, ".docs-session.sh"), []byte(script), 0o600))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
@@ -353,16 +346,12 @@ func runDoc(t *testing.T, d *docFile, setup func(*testing.T, *docSession), skip 
 	}
 	var missingMsgs []string
 	for _, r := range missing {
-		if skip[r] {
-			t.Logf("docs/%s: blocks requiring %s were skipped (LE_DOCS_SKIP_REQUIRES)", d.Name, r)
-			continue
-		}
 		missingMsgs = append(missingMsgs, requirementProbes[r].missing)
 	}
 	if len(missingMsgs) > 0 {
 		t.Fatalf("docs/%s: every other block ran, but blocks were not run because a requirement is missing "+
-			"(set LE_DOCS_SKIP_REQUIRES=%s to skip them knowingly):\n  - %s",
-			d.Name, strings.Join(missing, ","), strings.Join(missingMsgs, "\n  - "))
+			":\n  - %s",
+			d.Name, strings.Join(missingMsgs, "\n  - "))
 	}
 
 	// Outputs.
@@ -397,7 +386,7 @@ func runDoc(t *testing.T, d *docFile, setup func(*testing.T, *docSession), skip 
 // docScript builds the session's script: the setup's variables, then every block in document
 // order (files written, run blocks between markers, requirement probes around the blocks that
 // need them). runBlocks maps a run block's number to the block.
-func docScript(t *testing.T, d *docFile, s *docSession, skip map[string]bool) (string, map[int]docBlock) {
+func docScript(t *testing.T, d *docFile, s *docSession) (string, map[int]docBlock) {
 	var sb strings.Builder
 	names := make([]string, 0, len(s.Vars))
 	for k := range s.Vars {
@@ -422,8 +411,6 @@ func docScript(t *testing.T, d *docFile, s *docSession, skip map[string]bool) (s
 			fmt.Fprintf(&sb, "printf '\\n@@docs-block %d@@\\n'\n", n)
 			r, needs := b.Attrs["requires"]
 			switch {
-			case needs && skip[r]:
-				fmt.Fprintf(&sb, "printf '@@docs-missing %s@@\\n'\n", r)
 			case needs:
 				fmt.Fprintf(&sb, "if %s; then\n%s\nelse printf '@@docs-missing %s@@\\n'; fi\n", requirementProbes[r].probe, b.Body, r)
 			default:
@@ -925,19 +912,20 @@ func setupVCMDoc(t *testing.T, s *docSession) {
 }
 
 // The session machinery without a Vault: files written in order, state carried between blocks,
-// outputs split per block, requirement probes skipping blocks.
+// outputs split per block, a requirement's probe keeping its block from running when it is missing.
 func TestDocsSessionScript(t *testing.T) {
 	src := "```sh {env}\nGREETING=hello\n```\n" +
 		"```text {file=conf/a.txt}\nfirst $NOT_EXPANDED\n```\n" +
 		"```sh\nN=41\ncat conf/a.txt\necho \"$GREETING\"\n```\n" +
 		"```text {output}\nfirst $NOT_EXPANDED\nhello\n```\n" +
-		"```sh {requires=dist}\necho never\n```\n" +
+		"```sh {requires=metrics}\necho never\n```\n" +
 		"```sh\necho $((N + 1))\n```\n"
 	d, err := parseDoc("t.md", src)
 	require.NoError(t, err)
 	require.NoError(t, checkDoc(d))
-	s := &docSession{Dir: t.TempDir(), Vars: map[string]string{"GREETING": "it's \"quoted\""}}
-	script, runBlocks := docScript(t, d, s, map[string]bool{"dist": true})
+	// No Vault answers there: the metrics requirement is missing.
+	s := &docSession{Dir: t.TempDir(), Vars: map[string]string{"GREETING": "it's \"quoted\"", "VAULT_ADDR": "http://127.0.0.1:1"}}
+	script, runBlocks := docScript(t, d, s)
 	require.Len(t, runBlocks, 3)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	cmd.Dir = s.Dir
@@ -945,7 +933,7 @@ func TestDocsSessionScript(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	outputs, missing := splitOutputs(string(out))
 	require.Equal(t, "first $NOT_EXPANDED\nit's \"quoted\"\n", outputs[1])
-	require.Equal(t, []string{"dist"}, missing)
+	require.Equal(t, []string{"metrics"}, missing)
 	require.Equal(t, "42\n", outputs[3])
 	require.NotContains(t, string(out), "never")
 }

@@ -21,7 +21,8 @@ import (
 
 // A real Vault HA cluster for the HA test: n servers of the environment's vault binary with
 // integrated storage (raft), each on free loopback ports without TLS, sharing the environment's
-// plugin directory (so its plugin binary and sha256 apply). Node 1 is initialised with one unseal
+// plugin directory (so its plugin binary and sha256 apply) or one of the test's own
+// (startVaultCluster: the docs test's operator guide and the upgrade test register plugins there). Node 1 is initialised with one unseal
 // key, the others join it with `vault operator raft join` and are unsealed. Everything is stopped
 // in t.Cleanup; each server's pid is also written to STATE_DIR/<id>-nodeN.pid, so that
 // scripts/env-down.sh (and its watchdog) stops them should the test process die.
