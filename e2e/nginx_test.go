@@ -34,6 +34,7 @@ import (
 
 // nginxProxy is one running nginx started by startNginx.
 type nginxProxy struct {
+	Bin       string // the nginx binary
 	Port      int    // 127.0.0.1:Port
 	Upstream  string // host:port of the Vault node it forwards challenges to
 	Dir       string // its prefix: nginx.conf, logs/, temp/
@@ -101,11 +102,18 @@ func lockHTTP01Port(t testing.TB) int {
 // its watchdog) stops it should the test process die.
 func startNginx(t testing.TB, port int, vaultAddr, mount string) *nginxProxy {
 	t.Helper()
+	return startNginxWith(t, port, vaultAddr, mount, "")
+}
+
+// startNginxWith is startNginx with more configuration (e.g. a TLS server block) in its http
+// block.
+func startNginxWith(t testing.TB, port int, vaultAddr, mount, extra string) *nginxProxy {
+	t.Helper()
 	bin := nginxBinary(t)
 	u, err := url.Parse(vaultAddr)
 	require.NoError(t, err)
 	require.Equal(t, "http", u.Scheme, "the e2e Vault servers listen without TLS")
-	n := &nginxProxy{Port: port, Upstream: u.Host, Dir: t.TempDir()}
+	n := &nginxProxy{Bin: bin, Port: port, Upstream: u.Host, Dir: t.TempDir()}
 	for _, d := range []string{"logs", "temp", "html"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(n.Dir, d), 0o700))
 	}
@@ -155,8 +163,9 @@ http {
     location = /nginx-e2e-ready { default_type text/plain; return 200 "%[9]s"; }
     location / { return 404; }
   }
+%[10]s
 }
-`, user, n.pidFile, n.ErrorLog, n.AccessLog, n.Dir, port, n.Upstream, mount, nonce)
+`, user, n.pidFile, n.ErrorLog, n.AccessLog, n.Dir, port, n.Upstream, mount, nonce, extra)
 	require.NoError(t, os.WriteFile(n.Conf, []byte(conf), 0o600))
 
 	out, err := exec.Command(bin, "-t", "-p", n.Dir+"/", "-c", n.Conf, "-e", n.ErrorLog).CombinedOutput()
@@ -212,6 +221,12 @@ func (n *nginxProxy) stop(t testing.TB) {
 		_ = c.Close()
 		t.Errorf("127.0.0.1:%d still accepts connections after nginx stopped", n.Port)
 	}
+}
+
+// SignalArgs is the nginx command line that sends this nginx the signal sig (reload, quit, ...):
+// its prefix, configuration and error log, then -s sig.
+func (n *nginxProxy) SignalArgs(sig string) []string {
+	return []string{n.Bin, "-p", n.Dir + "/", "-c", n.Conf, "-e", n.ErrorLog, "-s", sig}
 }
 
 // URL is http://127.0.0.1:<port><path>.

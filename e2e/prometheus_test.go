@@ -68,8 +68,8 @@ func TestPrometheusScrapeAndAlert(t *testing.T) {
 	}
 
 	// Prometheus's token: the README's policy, nothing else.
-	metricsToken := policyToken(t, c, Unique("letsencrypt-metrics"), policyHCL)
-	otherToken := policyToken(t, c, "", "")
+	metricsToken := policyToken(t, c, Unique("letsencrypt-metrics"), policyHCL, false)
+	otherToken := policyToken(t, c, "", "", false)
 
 	// The certificate whose renewals will fail: a 180-second one (Pebble's "soak" profile), first,
 	// as its clock runs from now on.

@@ -210,18 +210,26 @@ func consulTemplateBin(t testing.TB) string {
 // readToken creates a token whose only right is reading certs/<name>.
 func readToken(t testing.TB, c *vaultapi.Client, name string) string {
 	t.Helper()
+	return createReadToken(t, c, name, false)
+}
+
+// createReadToken creates a token that may read certs/<name> and, with withDefault, holds Vault's
+// default policy too (renew-self and lookup-self, which consul-template uses to renew its token).
+func createReadToken(t testing.TB, c *vaultapi.Client, name string, withDefault bool) string {
+	t.Helper()
 	return policyToken(t, c, "read-cert-"+strings.ReplaceAll(name, "/", "-"),
-		fmt.Sprintf("path %q {\n  capabilities = [\"read\"]\n}\n", Mount+"/certs/"+name))
+		fmt.Sprintf("path %q {\n  capabilities = [\"read\"]\n}\n", Mount+"/certs/"+name), withDefault)
 }
 
 // policyToken writes the ACL policy named policy with the rules hcl (none when hcl is empty: the
-// token then has Vault's default policy only) and creates a token with that policy alone.
-func policyToken(t testing.TB, c *vaultapi.Client, policy, hcl string) string {
+// token then has Vault's default policy only) and creates a token with that policy alone, or with
+// Vault's default policy too when withDefault.
+func policyToken(t testing.TB, c *vaultapi.Client, policy, hcl string, withDefault bool) string {
 	t.Helper()
 	data := map[string]any{"policies": []string{"default"}, "ttl": "1h"}
 	if hcl != "" {
 		MustWrite(t, c, "sys/policies/acl/"+policy, map[string]any{"policy": hcl})
-		data = map[string]any{"policies": []string{policy}, "no_default_policy": true, "ttl": "1h"}
+		data = map[string]any{"policies": []string{policy}, "no_default_policy": !withDefault, "ttl": "1h"}
 	}
 	r := MustWrite(t, c, "auth/token/create", data)
 	var tok struct {
@@ -276,16 +284,24 @@ template {
 }
 `, vaultAddr, token, src, ct.Dest)), 0o600))
 
-	cmd := exec.Command(bin, "-config", cfg)
+	runConsulTemplate(t, bin, cfg, dir, ct.Log)
+	return ct
+}
+
+// runConsulTemplate runs `bin -config cfg` with HOME=dir, no Vault or Consul setting from the
+// caller's environment and the environment variables extraEnv (e.g. VAULT_TOKEN=...), its output
+// in logPath. It is stopped (SIGINT, then SIGKILL) when t ends; its log is printed if t failed.
+func runConsulTemplate(t testing.TB, bin, cfg, dir, logPath string, extraEnv ...string) <-chan struct{} {
+	t.Helper()
+	cmd := exec.Command(bin, "-config", cfg, "-log-level", "debug")
 	// Only loopback Vault, no other Vault/Consul settings from the caller's environment.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "CONSUL_") && !strings.HasPrefix(kv, "HOME=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "HOME="+dir)
-	startLogged(t, cmd, ct.Log, os.Interrupt, "consul-template")
-	return ct
+	cmd.Env = append(append(cmd.Env, "HOME="+dir), extraEnv...)
+	return startLogged(t, cmd, logPath, os.Interrupt, "consul-template")
 }
 
 // renderedSerial is the serial (hex) of the certificate in ct's destination file, "" when the
@@ -333,4 +349,206 @@ func waitRenewed(t testing.TB, c *vaultapi.Client, name, serial string, interval
 			name, serial, time.Now().Format(time.RFC3339), r.RenewAt.Format(time.RFC3339))
 		time.Sleep(interval)
 	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Following renewals through a consumer (Vault Agent, consul-template + nginx, Nomad's template)
+
+// consumerProbe looks once at what a consumer holds or serves now and returns its leaf
+// certificate, or why it could not (a file that does not parse, a key that does not match, a
+// failed TLS handshake).
+type consumerProbe func() (*x509.Certificate, error)
+
+// renewalFollowed is one certificate version and when each side first had it.
+type renewalFollowed struct {
+	Serial     string
+	IssuedAt   time.Time // the plugin's issued_at
+	OnAPI      time.Time // the first read of certs/<name> that served it
+	AtConsumer time.Time // the first probe that saw it (zero: never)
+}
+
+// Delay is how long after the API served the certificate the consumer had it.
+func (r renewalFollowed) Delay() time.Duration { return r.AtConsumer.Sub(r.OnAPI) }
+
+// followReport is what followRenewals saw.
+type followReport struct {
+	Renewals []renewalFollowed // the versions after the first, in the order the API served them
+	Probes   int               // probes made
+	APIReads int               // reads of certs/<name> made
+}
+
+// String is the report's table, one line per renewal.
+func (f followReport) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d probes, %d API reads\n", f.Probes, f.APIReads)
+	for i, r := range f.Renewals {
+		fmt.Fprintf(&b, "  renewal %d: serial %s issued_at %s, on the API %s, at the consumer %s: delay %s (%s after issued_at)\n",
+			i+1, r.Serial, r.IssuedAt.Format("15:04:05.000"), r.OnAPI.Format("15:04:05.000"),
+			r.AtConsumer.Format("15:04:05.000"), r.Delay().Round(time.Millisecond), r.AtConsumer.Sub(r.IssuedAt).Round(time.Millisecond))
+	}
+	return b.String()
+}
+
+// Delays is the delay of every renewal, for the README's figures.
+func (f followReport) Delays() []string {
+	var out []string
+	for _, r := range f.Renewals {
+		out = append(out, r.Delay().Round(100*time.Millisecond).String())
+	}
+	return out
+}
+
+// followRenewals watches certificate name through the API (a read every 250 ms) and through a
+// consumer (probe every probeEvery) until the consumer has had `renewals` certificates newer than
+// firstSerial (hex), or until deadline. It fails the test when a probe fails or sees an expired
+// certificate, when an API read serves an expired certificate, when the consumer has a certificate
+// the API never served, and when a renewal reaches the consumer more than bound after the API
+// served it (or never). The certificates the API serves must follow each other without gaps the
+// consumer skips.
+func followRenewals(t testing.TB, c *vaultapi.Client, name, firstSerial string, renewals int, probeEvery, bound time.Duration, deadline time.Time, probe consumerProbe) followReport {
+	t.Helper()
+	type apiSeen struct {
+		at       time.Time
+		issuedAt time.Time
+	}
+	var (
+		mu       sync.Mutex
+		onAPI    = map[string]apiSeen{}
+		apiOrder []string
+		apiErrs  []string
+		apiReads int
+	)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			r, err := Do(ctx, c, http.MethodGet, Mount+"/certs/"+name, nil)
+			cancel()
+			at := time.Now()
+			mu.Lock()
+			apiReads++
+			switch {
+			case err != nil:
+				apiErrs = append(apiErrs, fmt.Sprintf("%s: read certs/%s: %v", at.Format(time.RFC3339Nano), name, err))
+			case r.Status != http.StatusOK:
+				apiErrs = append(apiErrs, fmt.Sprintf("%s: read certs/%s: %s", at.Format(time.RFC3339Nano), name, r))
+			default:
+				cert, perr := ParseCert(r.Data)
+				if perr != nil {
+					apiErrs = append(apiErrs, fmt.Sprintf("%s: read certs/%s: %v", at.Format(time.RFC3339Nano), name, perr))
+					break
+				}
+				if !at.Before(cert.Leaf.NotAfter) {
+					apiErrs = append(apiErrs, fmt.Sprintf("%s: the API served %s, expired at %s", at.Format(time.RFC3339Nano), cert.Leaf.SerialNumber.Text(16), cert.Leaf.NotAfter.Format(time.RFC3339)))
+				}
+				serial := cert.Leaf.SerialNumber.Text(16)
+				if _, ok := onAPI[serial]; !ok {
+					issued, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(r.Data["issued_at"]))
+					onAPI[serial] = apiSeen{at: at, issuedAt: issued}
+					apiOrder = append(apiOrder, serial)
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+
+	report := followReport{}
+	atConsumer := map[string]time.Time{}
+	var consumerOrder, probeErrs []string
+	for {
+		leaf, err := probe()
+		now := time.Now()
+		report.Probes++
+		switch {
+		case err != nil:
+			probeErrs = append(probeErrs, fmt.Sprintf("%s: %v", now.Format(time.RFC3339Nano), err))
+		case !now.Before(leaf.NotAfter):
+			probeErrs = append(probeErrs, fmt.Sprintf("%s: the consumer has %s, expired at %s", now.Format(time.RFC3339Nano), leaf.SerialNumber.Text(16), leaf.NotAfter.Format(time.RFC3339)))
+		default:
+			if s := leaf.SerialNumber.Text(16); atConsumer[s].IsZero() {
+				atConsumer[s] = now
+				consumerOrder = append(consumerOrder, s)
+				t.Logf("%s: the consumer has %s (valid until %s)", now.Format("15:04:05.000"), s, leaf.NotAfter.Format("15:04:05"))
+			}
+		}
+		newer := 0
+		for _, s := range consumerOrder {
+			if s != firstSerial {
+				newer++
+			}
+		}
+		if newer >= renewals || !now.Before(deadline) || len(probeErrs) > 20 {
+			break
+		}
+		time.Sleep(probeEvery)
+	}
+	// The consumer may have read a renewal before the API reader's next turn: give it two seconds
+	// to see every certificate the consumer had.
+	for waitUntil := time.Now().Add(2 * time.Second); time.Now().Before(waitUntil); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		missing := 0
+		for _, s := range consumerOrder {
+			if _, ok := onAPI[s]; !ok {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			break
+		}
+	}
+	close(stop)
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	report.APIReads = apiReads
+	for _, e := range apiErrs {
+		t.Errorf("API reader: %s", e)
+	}
+	for _, e := range probeErrs {
+		t.Errorf("consumer: %s", e)
+	}
+	for _, s := range consumerOrder {
+		if _, ok := onAPI[s]; !ok && s != firstSerial {
+			t.Errorf("the consumer had %s, which the API never served (API: %v)", s, apiOrder)
+		}
+	}
+	for _, s := range apiOrder {
+		if s == firstSerial || len(report.Renewals) == renewals {
+			continue
+		}
+		seen := onAPI[s]
+		report.Renewals = append(report.Renewals, renewalFollowed{Serial: s, IssuedAt: seen.issuedAt, OnAPI: seen.at, AtConsumer: atConsumer[s]})
+	}
+	t.Logf("followed certs/%s through the consumer: %s", name, report)
+	require.Lenf(t, report.Renewals, renewals, "renewals served by the API by %s (API served %v; the consumer had %v)", deadline.Format(time.RFC3339), apiOrder, consumerOrder)
+	for i, r := range report.Renewals {
+		require.Falsef(t, r.AtConsumer.IsZero(), "renewal %d (%s, on the API at %s) never reached the consumer", i+1, r.Serial, r.OnAPI.Format(time.RFC3339Nano))
+		require.LessOrEqualf(t, r.Delay(), bound, "renewal %d (%s) reached the consumer %s after the API served it", i+1, r.Serial, r.Delay())
+	}
+	return report
+}
+
+// testdataWith reads e2e/testdata/<rel>, a file the README shows as it is, and replaces each old
+// string of the pairs oldNew by its new one, requiring each to occur: the test runs the very file
+// the README shows, with its own addresses, names and paths.
+func testdataWith(t testing.TB, rel string, oldNew ...string) string {
+	t.Helper()
+	require.Zero(t, len(oldNew)%2, "testdataWith takes old/new pairs")
+	b, err := os.ReadFile(filepath.Join(RepoRoot(), "e2e", "testdata", rel))
+	require.NoError(t, err)
+	s := string(b)
+	for i := 0; i < len(oldNew); i += 2 {
+		require.Containsf(t, s, oldNew[i], "testdata/%s no longer holds %q: update the test with it", rel, oldNew[i])
+		s = strings.ReplaceAll(s, oldNew[i], oldNew[i+1])
+	}
+	return s
 }
