@@ -5,8 +5,12 @@ MODULE    := github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt
 BIN_DIR   := $(CURDIR)/bin
 PLUGIN_BIN:= $(BIN_DIR)/plugins/$(PLUGIN)
 
+# Values given on the command line reach recipes through the environment only, taken as written
+# ($(value ...): make does not expand them) and quoted by the shell ("$$VAR"): a VERSION such as a git
+# tag name holding $(...), backquotes or quotes runs nothing.
 export LE_PLUGIN_BIN     := $(PLUGIN_BIN)
-export LE_PLUGIN_VERSION := $(VERSION)
+export LE_PLUGIN_VERSION := $(value VERSION)
+unexport VERSION PLATFORMS DIST_DIR
 
 .PHONY: all build dist tools doctor test test-unit test-e2e demo demo-stop bench bench-tick fmt vet lint fuzz clean \
 	need-demo need-test need-bench
@@ -17,7 +21,7 @@ all: build
 ## compiles its dependencies: about 5 minutes on two cores; afterwards Go's caches make it seconds).
 build:
 	@bash scripts/progress.sh plugin "building $(PLUGIN_BIN) (the first time about 5 minutes: downloads and compiles the dependencies; cached afterwards)" -- \
-		go build -v -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN)
+		go build -v -trimpath -ldflags "-X $(MODULE)/backend.Version=$$LE_PLUGIN_VERSION" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN)
 
 ## dist: release artifacts in dist/ (DIST_DIR): for each of PLATFORMS (default linux/amd64 linux/arm64
 ## darwin/amd64 darwin/arm64) the binary vault-plugin-secrets-letsencrypt_<version>_<os>_<arch> and its
@@ -25,10 +29,12 @@ build:
 ## is VERSION when given on the command line or in the environment, else the git tag at HEAD, else a
 ## development version (v0.1.1-dev.3+g<sha>). Reproducible: the same source gives the same sha256.
 ## Cross-compiling every lego DNS provider takes minutes per platform the first time.
+dist: export LE_DIST_VERSION = $(if $(filter command line environment environment override,$(origin VERSION)),$(value VERSION))
+dist: export LE_DIST_PLATFORMS = $(value PLATFORMS)
+dist: export LE_DIST_DIR = $(value DIST_DIR)
 dist:
 	@bash scripts/doctor.sh --install --quiet dist >&2
-	@VERSION="$(if $(filter command line environment environment override,$(origin VERSION)),$(VERSION))" \
-		PLATFORMS="$(PLATFORMS)" DIST_DIR="$(DIST_DIR)" bash scripts/dist.sh
+	@VERSION="$$LE_DIST_VERSION" PLATFORMS="$$LE_DIST_PLATFORMS" DIST_DIR="$$LE_DIST_DIR" bash scripts/dist.sh
 
 ## doctor: check every external command the scripts and tests run (scripts/requirements.txt): one line
 ## each, and the one command that installs what is missing. Installs nothing.

@@ -86,3 +86,32 @@ func TestDistVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeTakesValuesAsWritten runs make with VERSION, PLATFORMS and DIST_DIR values shaped like
+// hostile git tag names (command substitution, make functions, quotes): nothing they hold runs,
+// and make dist refuses them (make -n for build: its recipe quotes the version from the environment).
+func TestMakeTakesValuesAsWritten(t *testing.T) {
+	root := repoRoot(t)
+	dir := t.TempDir()
+	mark := func(n int) string { return filepath.Join(dir, "ran"+string(rune('0'+n))) }
+	cases := [][]string{
+		{"dist", "VERSION=`touch " + mark(1) + "`v1.0.0", "PLATFORMS=linux/amd64", "DIST_DIR=" + dir + "/d"},
+		{"dist", "VERSION=$(shell touch " + mark(2) + ")v1.0.0", "PLATFORMS=linux/amd64", "DIST_DIR=" + dir + "/d"},
+		{"dist", `VERSION=v1.0.0"; touch ` + mark(3) + `; echo "`, "PLATFORMS=linux/amd64", "DIST_DIR=" + dir + "/d"},
+		{"dist", "VERSION=v1.0.0", `PLATFORMS=linux/amd64"; touch ` + mark(4) + `; echo "`, "DIST_DIR=" + dir + "/d"},
+		{"dist", "VERSION=v1.0.0", "PLATFORMS=$(shell touch " + mark(5) + ")linux/amd64", "DIST_DIR=" + dir + "/d"},
+		{"-n", "build", "VERSION=$(shell touch " + mark(6) + ")", "PLATFORMS=$(shell touch " + mark(7) + ")"},
+	}
+	for i, args := range cases {
+		cmd := exec.Command("make", append([]string{"--no-print-directory", "-C", root}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if args[0] == "dist" && err == nil {
+			t.Errorf("case %d: make %q succeeded:\n%s", i+1, args, out)
+		}
+	}
+	for n := 1; n <= 7; n++ {
+		if _, err := os.Stat(mark(n)); err == nil {
+			t.Errorf("a value given to make ran a command (%s exists)", mark(n))
+		}
+	}
+}
