@@ -57,14 +57,16 @@ func plannedRenewal(nb, na time.Time) time.Time {
 	if life < 10*24*time.Hour {
 		return nb.Add(life / 2)
 	}
-	return nb.Add(life * 2 / 3)
+	return nb.Add(life / 3 * 2) // not life*2/3: that overflows for lives over 146 years
 }
 
 // jitteredRenewal is plannedRenewal moved earlier by up to 2% of the life, so that certificates
 // issued together do not all renew in the same second.
 func jitteredRenewal(nb, na time.Time) time.Time {
 	life := na.Sub(nb)
-	return plannedRenewal(nb, na).Add(-time.Duration(rand.Int64N(int64(life/50) + 1)))
+	// A certificate that ends before it starts (never stored: imports and issuance check validity)
+	// must not panic the plugin here.
+	return plannedRenewal(nb, na).Add(-time.Duration(rand.Int64N(int64(max(life/50, 0)) + 1)))
 }
 
 // importARISpread bounds how long after an import the CA is asked for the certificate's renewal

@@ -50,6 +50,15 @@ func TestDecide(t *testing.T) {
 
 func TestPlannedRenewal(t *testing.T) {
 	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Extreme lives (an imported certificate valid 1900-2060, one ending before it starts): inside
+	// the life, no overflow, no panic.
+	old := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, na := range []time.Time{time.Date(2060, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		at := jitteredRenewal(old, na)
+		require.True(t, at.After(old) && at.Before(na), "renewal %s of a certificate valid %s to %s", at, old, na)
+	}
+	require.NotPanics(t, func() { jitteredRenewal(nb, nb.Add(-time.Hour)) })
+	require.NotPanics(t, func() { jitteredRenewal(nb, nb) })
 	require.Equal(t, nb.Add(60*24*time.Hour), plannedRenewal(nb, nb.Add(90*24*time.Hour)), "90-day: a third left")
 	require.Equal(t, nb.Add(3*24*time.Hour), plannedRenewal(nb, nb.Add(6*24*time.Hour)), "6-day: half left")
 	for range 100 {
