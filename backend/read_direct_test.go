@@ -4,11 +4,15 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
+	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
 )
 
 // countingSystem counts the replication-state lookups: over gRPC each is a round trip into Vault.
@@ -67,4 +71,32 @@ func TestCertReadSkipsFrameworkRoundTrip(t *testing.T) {
 	n = sys.replication.Load()
 	request(t, b, s, logical.ListOperation, "certs/", nil)
 	require.Greater(t, sys.replication.Load(), n)
+}
+
+// While a new specification (other names, another key type) is being issued, a read serves the
+// current certificate and describes that certificate and its key, not the ones requested.
+func TestReadDuringReissueDescribesTheServedCertificate(t *testing.T) {
+	b, s, ca := getTestBackend(t)
+	setup(t, b, s)
+	request(t, b, s, logical.UpdateOperation, "roles/web", map[string]any{"allowed_key_types": "*"})
+	resp := request(t, b, s, logical.CreateOperation, "certs/web", map[string]any{"role": "web", "domains": "old.example.com"})
+	require.Equal(t, storage.StatusValid, resp.Data["status"], resp.Error())
+	served := request(t, b, s, logical.ReadOperation, "certs/web", nil)
+	require.Equal(t, "ec", served.Data["private_key_type"])
+
+	ca.fail = &acme.Error{Kind: acme.ErrRejected, ProblemType: "urn:ietf:params:acme:error:rejectedIdentifier", Detail: "no"}
+	resp = request(t, b, s, logical.UpdateOperation, "certs/web", map[string]any{"role": "web", "domains": "new.example.com", "key_type": "rsa2048", "wait": "0s"})
+	require.False(t, resp.IsError(), resp.Error())
+	require.Eventually(t, func() bool {
+		c, err := storage.LoadCert(context.Background(), s, "web")
+		return err == nil && c.Attempts > 0
+	}, 5*time.Second, 10*time.Millisecond, "the re-issue never failed")
+
+	read := request(t, b, s, logical.ReadOperation, "certs/web", nil)
+	require.Equal(t, served.Data["certificate"], read.Data["certificate"], "the current certificate is served meanwhile")
+	require.Equal(t, served.Data["private_key"], read.Data["private_key"])
+	require.Equal(t, "ec", read.Data["private_key_type"], "private_key_type is the served key's")
+	require.Equal(t, served.Data["key_type"], read.Data["key_type"])
+	require.Equal(t, []string{"old.example.com"}, read.Data["domains"], "domains are the served certificate's")
+	require.NotEqual(t, storage.StatusValid, read.Data["status"])
 }

@@ -1,6 +1,7 @@
 package paths
 
 import (
+	"crypto/x509"
 	"encoding/pem"
 	"strings"
 	"time"
@@ -68,14 +69,7 @@ func parseImport(certPEM, keyPEM, chainPEM string, now time.Time) (*importedCert
 	case now.Before(leaf.NotBefore):
 		return nil, badInput("certificate is not valid before %s: import it once it is", leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
-	var names []string
-	names = append(names, leaf.DNSNames...)
-	for _, ip := range leaf.IPAddresses {
-		names = append(names, ip.String())
-	}
-	if len(names) == 0 && leaf.Subject.CommonName != "" {
-		names = []string{leaf.Subject.CommonName}
-	}
+	names := certIdentifiers(leaf)
 	if len(names) == 0 {
 		return nil, badInput("certificate names no DNS name or IP address")
 	}
@@ -96,4 +90,18 @@ func parseImport(certPEM, keyPEM, chainPEM string, now time.Time) (*importedCert
 		NotAfter:     leaf.NotAfter.UTC(),
 		KeySource:    storage.KeySourceImported,
 	}}, nil
+}
+
+// certIdentifiers are the names a certificate is for: its DNS names and IP addresses, or its
+// subject's common name when it has neither.
+func certIdentifiers(leaf *x509.Certificate) []string {
+	var names []string
+	names = append(names, leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && leaf.Subject.CommonName != "" {
+		names = []string{leaf.Subject.CommonName}
+	}
+	return names
 }
