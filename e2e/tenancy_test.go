@@ -17,9 +17,6 @@ const teamPolicy = `
 path "%[1]s/certs/%[2]s/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
 }
-path "%[1]s/certs/" {
-  capabilities = ["list"]
-}
 path "%[1]s/renew/%[2]s/*" {
   capabilities = ["update"]
 }
@@ -74,7 +71,12 @@ func TestTenancy(t *testing.T) {
 		cert := IssueCert(t, a, "team-a/app", map[string]any{"role": "team-a", "domains": "app.team-a." + env.Zone}, 3*time.Minute)
 		assert.Equal(t, []string{"app.team-a." + env.Zone}, cert.Leaf.DNSNames)
 		assert.Contains(t, List(t, a, Mount+"/certs/team-a"), "app")
-		assert.Contains(t, List(t, a, Mount+"/certs"), "team-a/")
+		// The top level is not the tenant's: listing it would show every other tenant's folder and
+		// every top-level certificate name.
+		_, err := a.Logical().List(Mount + "/certs")
+		var re *vaultapi.ResponseError
+		require.ErrorAs(t, err, &re, "a tenant listed certs/")
+		assert.Equal(t, 403, re.StatusCode)
 	})
 
 	t.Run("other team's prefix is 403", func(t *testing.T) {
