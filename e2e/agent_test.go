@@ -54,19 +54,8 @@ func TestVaultAgentRendersRenewedCertificates(t *testing.T) {
 	defer devPluginMu.RUnlock()
 
 	c := env.RootClient(t)
-	id := Unique("agent")
-	name := id + "/www"
-	domain := "www." + id + "." + env.Zone
-	is := env.SetupIssuer(t, c, id, nil, map[string]any{
-		"allowed_domains":    id + "." + env.Zone,
-		"allow_subdomains":   true,
-		"allowed_cert_names": id + "/*",
-		"profile":            SoakProfile,
-	})
-	first := IssueCert(t, c, name, map[string]any{"role": is.Role, "domains": domain}, 2*time.Minute)
+	id, name, _, is, first, life := issueSoakCert(t, c, "agent")
 	firstSerial := first.Leaf.SerialNumber.Text(16)
-	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
-	require.Less(t, life, 4*time.Minute, "profile %s gives 180 s certificates, got %s", SoakProfile, life)
 
 	// AppRole: a role whose token may only read certs/<id>/*, its role_id and a secret_id in files.
 	enableAppRole(t, c)

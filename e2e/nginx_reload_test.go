@@ -32,19 +32,8 @@ func TestNginxReloadOnTheWire(t *testing.T) {
 	defer devPluginMu.RUnlock()
 
 	c := env.RootClient(t)
-	id := Unique("wire")
-	name := id + "/www"
-	domain := "www." + id + "." + env.Zone
-	is := env.SetupIssuer(t, c, id, nil, map[string]any{
-		"allowed_domains":    id + "." + env.Zone,
-		"allow_subdomains":   true,
-		"allowed_cert_names": id + "/*",
-		"profile":            SoakProfile,
-	})
-	first := IssueCert(t, c, name, map[string]any{"role": is.Role, "domains": domain}, 2*time.Minute)
+	_, name, domain, _, first, life := issueSoakCert(t, c, "wire")
 	firstSerial := first.Leaf.SerialNumber.Text(16)
-	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
-	require.Less(t, life, 4*time.Minute, "profile %s gives 180 s certificates, got %s", SoakProfile, life)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

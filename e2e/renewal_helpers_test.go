@@ -552,3 +552,22 @@ func testdataWith(t testing.TB, rel string, oldNew ...string) string {
 	}
 	return s
 }
+
+// issueSoakCert sets up an issuer of its own (a new id from prefix) whose role gives 180-second
+// certificates (SoakProfile) and issues <id>/www for www.<id>.<zone>, for tests that follow natural
+// renewals.
+func issueSoakCert(t *testing.T, c *vaultapi.Client, prefix string) (id, name, domain string, is Issuer, first *Cert, life time.Duration) {
+	t.Helper()
+	id = Unique(prefix)
+	name, domain = id+"/www", "www."+id+"."+env.Zone
+	is = env.SetupIssuer(t, c, id, nil, map[string]any{
+		"allowed_domains":    id + "." + env.Zone,
+		"allow_subdomains":   true,
+		"allowed_cert_names": id + "/*",
+		"profile":            SoakProfile,
+	})
+	first = IssueCert(t, c, name, map[string]any{"role": is.Role, "domains": domain}, 2*time.Minute)
+	life = first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
+	require.Less(t, life, 4*time.Minute, "profile %s gives 180 s certificates, got %s", SoakProfile, life)
+	return id, name, domain, is, first, life
+}
