@@ -114,25 +114,7 @@ func TestVaultAgentRendersRenewedCertificates(t *testing.T) {
 
 	files := renderedFiles{Cert: filepath.Join(tlsDir, "cert.pem"), Key: filepath.Join(tlsDir, "key.pem"),
 		Chain: filepath.Join(tlsDir, "chain.pem"), Bundle: filepath.Join(tlsDir, "bundle.pem")}
-	var torn atomic.Int64
-	probe := func() (*x509.Certificate, error) {
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("vault agent exited:\n%s", tailFile(logPath, 30))
-		default:
-		}
-		return files.check(&torn)
-	}
-	// The first render.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		leaf, err := probe()
-		if err == nil && leaf.SerialNumber.Text(16) == firstSerial {
-			break
-		}
-		require.Truef(t, time.Now().Before(deadline), "vault agent did not render certs/%s within 30 s: %v\n%s", name, err, tailFile(logPath, 40))
-		time.Sleep(100 * time.Millisecond)
-	}
+	probe, torn := files.follow(t, exited, "vault agent", logPath, firstSerial)
 	for _, f := range []string{"key.pem", "bundle.pem"} {
 		st, err := os.Stat(filepath.Join(tlsDir, f))
 		require.NoError(t, err)
@@ -296,4 +278,30 @@ func pemBody(s string) string {
 		return body[len(body)/2] // one line of it suffices, and matches however the log wraps
 	}
 	return s
+}
+
+// follow waits (30 s at most) until the files rendered by a consumer process (what, logging to
+// logPath, exited when it ends) hold the certificate of serial firstSerial, and returns the probe
+// that checks them from then on (failing once the process has exited) and the count of looks
+// between two of its writes.
+func (f renderedFiles) follow(t *testing.T, exited <-chan struct{}, what, logPath, firstSerial string) (func() (*x509.Certificate, error), *atomic.Int64) {
+	t.Helper()
+	torn := new(atomic.Int64)
+	probe := func() (*x509.Certificate, error) {
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("%s exited:\n%s", what, tailFile(logPath, 30))
+		default:
+		}
+		return f.check(torn)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leaf, err := probe()
+		if err == nil && leaf.SerialNumber.Text(16) == firstSerial {
+			return probe, torn
+		}
+		require.Truef(t, time.Now().Before(deadline), "%s did not render serial %s within 30 s: %v\n%s", what, firstSerial, err, tailFile(logPath, 40))
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -7,12 +7,10 @@ package e2e
 // consul-template against the real plugin, as Nomad's client would.
 
 import (
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,24 +107,7 @@ func TestNomadTemplateRendersCertificate(t *testing.T) {
 	ctLog := filepath.Join(dir, "consul-template.log")
 	exited := runConsulTemplate(t, consulTemplateBin(t), cfgPath, dir, ctLog, "VAULT_TOKEN="+readToken(t, c, name))
 
-	var torn atomic.Int64
-	probe := func() (*x509.Certificate, error) {
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("consul-template exited:\n%s", tailFile(ctLog, 30))
-		default:
-		}
-		return files.check(&torn)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		leaf, err := probe()
-		if err == nil && leaf.SerialNumber.Text(16) == firstSerial {
-			break
-		}
-		require.Truef(t, time.Now().Before(deadline), "the job's templates were not rendered within 30 s: %v\n%s", err, tailFile(ctLog, 40))
-		time.Sleep(100 * time.Millisecond)
-	}
+	probe, torn := files.follow(t, exited, "consul-template (the job's templates)", ctLog, firstSerial)
 	key, err := os.ReadFile(files.Key)
 	require.NoError(t, err)
 	require.Equal(t, strings.TrimSpace(fmt.Sprint(first.Data["private_key"])), strings.TrimSpace(string(key)), "secrets/key.pem holds the key as read")
