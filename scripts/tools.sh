@@ -22,7 +22,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The Debian packages it installs from that list include BIND's programs: named and tsig-keygen
 # (bind9), named-checkconf and named-checkzone (bind9-utils), dig and nsupdate (bind9-dnsutils);
 # nginx (the HTTP-01 tests' reverse proxy) and certbot (the migration tests and make bench);
-# prometheus and promtool (package prometheus: the monitoring test and docs/operator.md).
+# prometheus and promtool (package prometheus: the monitoring test and docs/operator.md); jq (the
+# docs' JSON pipes) and zip (make dist).
 # Nomad is not installed and no test runs it: e2e/testdata/nomad holds a job file whose template
 # blocks the real consul-template renders (Nomad embeds consul-template; see README).
 le_load_requirements
