@@ -525,22 +525,37 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 }
 
 // Retries of a served certificate's renewal race its expiry: the delay after a failure is never
-// more than a tenth of the remaining life, and never under minRetryDelay.
+// more than a tenth of the remaining life, and never under minRetryDelay. Once the certificate has
+// expired the race is lost and retries slow down again, to at most expiredRetryMax (or a tenth of
+// the certificate's life, if shorter).
 const (
 	retryLifeFraction = 10
 	minRetryDelay     = 2 * time.Second
+	expiredRetryMax   = 5 * time.Minute
 )
 
 // retryDelay is the delay after the n-th consecutive failed attempt for c at now: the doubling
 // backoff, cut to a tenth of the time the served certificate has left, so that a retry after an
 // outage never lands after expiry (a 6-day certificate renewed with 2 days left still retries
-// every few hours at the end of a day-long outage; a 3-minute one every few seconds).
+// every few hours at the end of a day-long outage; a 3-minute one every few seconds). After
+// expiry the backoff is cut to expiredRetryMax or a tenth of the certificate's life instead:
+// retrying every minRetryDelay for as long as a fault lasts would only hammer the CA and the DNS
+// provider (and spend the CA's failed-validation limit), while a retry every few minutes still
+// brings the certificate back soon after the fault ends.
 func retryDelay(c *storage.CertEntry, n int, now time.Time) time.Duration {
 	d := backoff(n)
 	if c.Certificate == "" || c.NotAfter.IsZero() {
 		return d
 	}
-	return max(min(d, c.NotAfter.Sub(now)/retryLifeFraction), minRetryDelay)
+	left := c.NotAfter.Sub(now)
+	if left > 0 {
+		return max(min(d, left/retryLifeFraction), minRetryDelay)
+	}
+	limit := expiredRetryMax
+	if life := c.NotAfter.Sub(c.NotBefore); life > 0 {
+		limit = min(limit, life/retryLifeFraction)
+	}
+	return max(min(d, limit), minRetryDelay)
 }
 
 // backoff is the delay after the n-th consecutive failure, with ±10% jitter.

@@ -329,7 +329,8 @@ func TestScheduleRebuiltFromStorage(t *testing.T) {
 }
 
 // A failed renewal of a served certificate is retried within a tenth of its remaining life, so a
-// retry after an outage never lands after expiry; the CA's Retry-After still wins.
+// retry after an outage never lands after expiry; once expired, within expiredRetryMax or a tenth
+// of its life (not every minRetryDelay); the CA's Retry-After still wins.
 func TestRetryDelayRacesTheClock(t *testing.T) {
 	now := time.Now()
 	served := func(life, left time.Duration) *storage.CertEntry {
@@ -346,6 +347,12 @@ func TestRetryDelayRacesTheClock(t *testing.T) {
 		{"3 s left: the floor", served(180*time.Second, 3*time.Second), 1, minRetryDelay, minRetryDelay},
 		{"90-day certificate, 30 days left, 5th failure: backoff", served(90*24*time.Hour, 30*24*time.Hour), 5, 18 * time.Minute, 14 * time.Minute},
 		{"6-day certificate, 1 day left after a day-long outage", served(6*24*time.Hour, 24*time.Hour), 12, 24 * time.Hour / 10, 24*time.Hour/10 - time.Second},
+		{"1 s left: the floor", served(90*24*time.Hour, time.Second), 30, minRetryDelay, minRetryDelay},
+		{"180 s certificate expired 10 min ago, 300th failure: a tenth of its life", served(180*time.Second, -10*time.Minute), 300, 18 * time.Second, 18 * time.Second},
+		{"90-day certificate expired an hour ago, 40th failure: expiredRetryMax", served(90*24*time.Hour, -time.Hour), 40, expiredRetryMax, expiredRetryMax},
+		{"90-day certificate just expired, 1st failure: backoff", served(90*24*time.Hour, -time.Second), 1, 66 * time.Second, 54 * time.Second},
+		{"expired, no start recorded: expiredRetryMax", &storage.CertEntry{Certificate: "x", NotAfter: now.Add(-time.Hour)}, 40, expiredRetryMax, expiredRetryMax},
+		{"1 s certificate expired: the floor", served(time.Second, -time.Minute), 40, minRetryDelay, minRetryDelay},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
