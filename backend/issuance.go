@@ -527,11 +527,13 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 // Retries of a served certificate's renewal race its expiry: the delay after a failure is never
 // more than a tenth of the remaining life, and never under minRetryDelay. Once the certificate has
 // expired the race is lost and retries slow down again, to at most expiredRetryMax (or a tenth of
-// the certificate's life, if shorter).
+// the certificate's life, if shorter) and never under expiredRetryMin (an imported certificate may
+// claim a life of one second).
 const (
 	retryLifeFraction = 10
 	minRetryDelay     = 2 * time.Second
 	expiredRetryMax   = 5 * time.Minute
+	expiredRetryMin   = 15 * time.Second
 )
 
 // retryDelay is the delay after the n-th consecutive failed attempt for c at now: the doubling
@@ -555,7 +557,7 @@ func retryDelay(c *storage.CertEntry, n int, now time.Time) time.Duration {
 	if life := c.NotAfter.Sub(c.NotBefore); life > 0 {
 		limit = min(limit, life/retryLifeFraction)
 	}
-	return max(min(d, limit), minRetryDelay)
+	return max(min(d, limit), expiredRetryMin)
 }
 
 // backoff is the delay after the n-th consecutive failure, with ±10% jitter.

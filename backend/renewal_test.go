@@ -352,7 +352,8 @@ func TestRetryDelayRacesTheClock(t *testing.T) {
 		{"90-day certificate expired an hour ago, 40th failure: expiredRetryMax", served(90*24*time.Hour, -time.Hour), 40, expiredRetryMax, expiredRetryMax},
 		{"90-day certificate just expired, 1st failure: backoff", served(90*24*time.Hour, -time.Second), 1, 66 * time.Second, 54 * time.Second},
 		{"expired, no start recorded: expiredRetryMax", &storage.CertEntry{Certificate: "x", NotAfter: now.Add(-time.Hour)}, 40, expiredRetryMax, expiredRetryMax},
-		{"1 s certificate expired: the floor", served(time.Second, -time.Minute), 40, minRetryDelay, minRetryDelay},
+		{"1 s certificate expired: expiredRetryMin", served(time.Second, -time.Minute), 40, expiredRetryMin, expiredRetryMin},
+		{"60 s certificate expired, 1st failure: expiredRetryMin", served(time.Minute, -time.Second), 1, expiredRetryMin, expiredRetryMin},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

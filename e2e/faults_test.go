@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Fault-injection tests of the renewal engine: the CA unreachable during a renewal, and a CA that
-// answers rateLimited with Retry-After. Shared helpers of faults_test.go, crash_test.go and
+// Fault-injection tests of the renewal engine: the CA unreachable during a renewal and past a
+// certificate's expiry, and a CA that answers rateLimited with Retry-After. Shared helpers of faults_test.go, crash_test.go and
 // ha_test.go (certificate fields, proxied issuers, a recording fault) are at the end of this file.
 
 // devPluginMu keeps the tests that kill the dev Vault's plugin process (crash_test.go, Lock) apart
@@ -95,6 +95,60 @@ func TestRenewalSurvivesCAOutage(t *testing.T) {
 	requireOrdersMatchRenewals(t, c, proxy, id)
 	st = MustDo(t, c, http.MethodGet, Mount+"/status/certs", nil)
 	assert.NotContains(t, stringList(st.Data["failing"]), id, "no longer failing: %s", st)
+}
+
+// TestExpiredCertificateRetriesWithoutHammering: a 180-s certificate whose CA stays unreachable
+// past its expiry keeps retrying, so that it comes back soon after the CA does, but no longer at
+// the 2 s floor used while racing the expiry: once expired, attempts are a tenth of its life (18 s)
+// apart. Before, an expired certificate retried every 2 s for as long as the fault lasted.
+func TestExpiredCertificateRetriesWithoutHammering(t *testing.T) {
+	t.Parallel()
+	devPluginMu.RLock()
+	defer devPluginMu.RUnlock()
+
+	c := env.RootClient(t)
+	proxy := env.NewPebbleProxy(t)
+	id := Unique("expired")
+	is := env.SetupProxiedIssuer(t, c, proxy, id, SoakProfile)
+	first := IssueCert(t, c, id, map[string]any{"role": is.Role, "domains": id + "." + env.Zone}, 2*time.Minute)
+	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
+	require.InDelta(t, 180, life.Seconds(), 2, "profile %s", SoakProfile)
+	step := life / 10
+
+	proxy.SetFault(Unreachable())
+	expiry := first.Leaf.NotAfter
+	t.Logf("CA unreachable from %s; the certificate expires at %s", time.Now().Format(time.TimeOnly), expiry.Format(time.TimeOnly))
+	time.Sleep(time.Until(expiry.Add(step + 2*time.Second)))
+
+	// A minute after expiry: attempts go on, a tenth of the life apart.
+	const window = 60 * time.Second
+	r0 := readCertOK(t, c, id)
+	require.Equal(t, first.SerialNumber, fmt.Sprint(r0.Data["serial_number"]), "nothing was renewed while the CA was away")
+	a0 := intField(r0.Data, "attempts")
+	require.GreaterOrEqual(t, a0, 3, "renewal attempts failed before and after the expiry")
+	next := timeField(t, r0.Data, "next_attempt_at")
+	assert.LessOrEqual(t, time.Until(next), step+time.Second, "next_attempt_at after expiry: at most a tenth of the life (%s) away", step)
+	time.Sleep(window)
+	r1 := readCertOK(t, c, id)
+	a1 := intField(r1.Data, "attempts")
+	t.Logf("expired %s ago: %d attempts so far, %d in the last %s (a tenth of the life: %s; at the 2 s floor it would be about %d); next_attempt_at %s",
+		time.Since(expiry).Round(time.Second), a1, a1-a0, window, step, int(window/(2*time.Second)), timeField(t, r1.Data, "next_attempt_at").Format(time.TimeOnly))
+	assert.GreaterOrEqual(t, a1-a0, int(window/step)-1, "attempts go on after expiry")
+	assert.LessOrEqual(t, a1-a0, int(window/step)+1, "attempts after expiry are a tenth of the life apart, not every 2 s")
+	assert.Equal(t, 1, proxy.NewOrders(), "no order reached the CA while it was away")
+
+	// The CA is back: the next attempt renews.
+	proxy.SetFault(nil)
+	cleared := time.Now()
+	renewed := waitCertField(t, c, id, step+30*time.Second, "renewal within a tenth of the life + 30 s of the CA's return", func(r *Resp) bool {
+		return fmt.Sprint(r.Data["serial_number"]) != first.SerialNumber
+	})
+	t.Logf("renewed %s after the CA came back: serial %v", time.Since(cleared).Round(time.Second), renewed.Data["serial_number"])
+	assert.Equal(t, 0, intField(renewed.Data, "attempts"), "attempts reset by the renewal")
+	cert, err := ParseCert(renewed.Data)
+	require.NoError(t, err)
+	assert.True(t, time.Now().Before(cert.Leaf.NotAfter), "the served certificate is current again")
+	requireOrdersMatchRenewals(t, c, proxy, id)
 }
 
 // TestRateLimitedHonoursRetryAfter: a CA answering the renewal's new-order with 429 rateLimited and
