@@ -15,7 +15,7 @@ import (
 // TestConsulTemplateFollowsRenewal runs a real consul-template (v0.41.1, scripts/tools.sh) that
 // renders a 300-second certificate from letsencrypt/certs/<name> with a token that may only read
 // it. consul-template re-reads a lease-less secret carrying rotation_period after its ttl (+1 s),
-// and the plugin's ttl points at the next renewal (then every 5 s until it is stored), so the file
+// and the plugin's ttl points at the next renewal (then every 3 s until it is stored), so the file
 // must follow the plugin's own renewal within about 10 s.
 func TestConsulTemplateFollowsRenewal(t *testing.T) {
 	t.Parallel()

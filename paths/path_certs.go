@@ -726,8 +726,9 @@ func keySource(c *storage.CertEntry) string {
 const maxReadTTL = 4 * time.Hour
 
 // minReadTTL is the ttl while a renewal is due or under way: readers poll until the new
-// certificate is stored.
-const minReadTTL = 5 * time.Second
+// certificate is stored. consul-template and Vault Agent come back after ttl + 1 s, so a renewal
+// reaches their files about 4 s after it is stored at worst.
+const minReadTTL = 3 * time.Second
 
 // readTTL returns the seconds until the reader should read again (the next planned renewal, the
 // next attempt after a failure, or just after the next ARI check, which may move the renewal

@@ -524,10 +524,10 @@ func TestCertReadTTL(t *testing.T) {
 		}, ttl: 4 * time.Hour, rotation: 30 * day},
 		{name: "renewal due", set: func(c *storage.CertEntry, now time.Time) {
 			c.NotBefore, c.NotAfter, c.RenewAt = now.Add(-61*day), now.Add(29*day), now.Add(-time.Hour)
-		}, ttl: 5 * time.Second, rotation: 61*day - time.Hour},
+		}, ttl: minReadTTL, rotation: 61*day - time.Hour},
 		{name: "forced renewal", set: func(c *storage.CertEntry, now time.Time) {
 			c.NotBefore, c.NotAfter, c.RenewAt, c.ForceRenewal = now.Add(-day), now.Add(89*day), now.Add(59*day), true
-		}, ttl: 5 * time.Second, rotation: 60 * day},
+		}, ttl: minReadTTL, rotation: 60 * day},
 		{name: "failing: next attempt", set: func(c *storage.CertEntry, now time.Time) {
 			c.NotBefore, c.NotAfter, c.RenewAt = now.Add(-61*day), now.Add(29*day), now.Add(-time.Hour)
 			c.Attempts, c.NextAttemptAt = 2, now.Add(30*time.Minute)
@@ -537,7 +537,7 @@ func TestCertReadTTL(t *testing.T) {
 		}, ttl: time.Hour + time.Second, rotation: 7*day + 3*time.Hour},
 		{name: "no renewal time", set: func(c *storage.CertEntry, now time.Time) {
 			c.NotBefore, c.NotAfter = now.Add(-day), now.Add(89*day)
-		}, ttl: 5 * time.Second, rotation: 90 * day},
+		}, ttl: minReadTTL, rotation: 90 * day},
 		{name: "six-day certificate", set: func(c *storage.CertEntry, now time.Time) {
 			c.NotBefore, c.NotAfter, c.RenewAt = now.Add(-3*day), now.Add(3*day+10*time.Hour), now.Add(time.Hour)
 		}, ttl: time.Hour, rotation: 3*day + time.Hour},
@@ -551,7 +551,7 @@ func TestCertReadTTL(t *testing.T) {
 			tc.set(c, now)
 			h.storeCert("web", c)
 			resp := h.ok(logical.ReadOperation, "certs/web", nil)
-			require.InDelta(t, tc.ttl.Seconds(), resp.Data["ttl"], 2, "ttl")
+			require.InDelta(t, tc.ttl.Seconds(), resp.Data["ttl"], 1, "ttl")
 			require.Equal(t, int64(tc.rotation.Seconds()), resp.Data["rotation_period"])
 			require.Empty(t, h.e.called(""))
 		})
