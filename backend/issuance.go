@@ -527,13 +527,14 @@ func (b *backend) recordFailure(ctx context.Context, name string, spec *storage.
 // Retries of a served certificate's renewal race its expiry: the delay after a failure is never
 // more than a tenth of the remaining life, and never under minRetryDelay. Once the certificate has
 // expired the race is lost and retries slow down again, to at most expiredRetryMax (or a tenth of
-// the certificate's life, if shorter) and never under expiredRetryMin (an imported certificate may
-// claim a life of one second).
+// the certificate's life, if shorter) and never under expiredRetryMin (a tenant's imported
+// certificate may claim a life of seconds: a hundred of them would otherwise fail every few
+// seconds each for as long as the CA is away).
 const (
 	retryLifeFraction = 10
 	minRetryDelay     = 2 * time.Second
 	expiredRetryMax   = 5 * time.Minute
-	expiredRetryMin   = 15 * time.Second
+	expiredRetryMin   = time.Minute
 )
 
 // retryDelay is the delay after the n-th consecutive failed attempt for c at now: the doubling

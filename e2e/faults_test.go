@@ -99,8 +99,9 @@ func TestRenewalSurvivesCAOutage(t *testing.T) {
 
 // TestExpiredCertificateRetriesWithoutHammering: a 180-s certificate whose CA stays unreachable
 // past its expiry keeps retrying, so that it comes back soon after the CA does, but no longer at
-// the 2 s floor used while racing the expiry: once expired, attempts are a tenth of its life (18 s)
-// apart. Before, an expired certificate retried every 2 s for as long as the fault lasted.
+// the 2 s floor used while racing the expiry: once expired, attempts are a tenth of its life apart,
+// and at least a minute (what the README promises). Before, an expired certificate retried every
+// 2 s for as long as the fault lasted.
 func TestExpiredCertificateRetriesWithoutHammering(t *testing.T) {
 	t.Parallel()
 	devPluginMu.RLock()
@@ -113,34 +114,34 @@ func TestExpiredCertificateRetriesWithoutHammering(t *testing.T) {
 	first := IssueCert(t, c, id, map[string]any{"role": is.Role, "domains": id + "." + env.Zone}, 2*time.Minute)
 	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
 	require.InDelta(t, 180, life.Seconds(), 2, "profile %s", SoakProfile)
-	step := life / 10
+	step := max(life/10, time.Minute)
 
 	proxy.SetFault(Unreachable())
 	expiry := first.Leaf.NotAfter
 	t.Logf("CA unreachable from %s; the certificate expires at %s", time.Now().Format(time.TimeOnly), expiry.Format(time.TimeOnly))
 	time.Sleep(time.Until(expiry.Add(step + 2*time.Second)))
 
-	// A minute after expiry: attempts go on, a tenth of the life apart.
-	const window = 60 * time.Second
+	// A step after expiry: attempts go on, a step apart.
+	const window = 150 * time.Second
 	r0 := readCertOK(t, c, id)
 	require.Equal(t, first.SerialNumber, fmt.Sprint(r0.Data["serial_number"]), "nothing was renewed while the CA was away")
 	a0 := intField(r0.Data, "attempts")
 	require.GreaterOrEqual(t, a0, 3, "renewal attempts failed before and after the expiry")
 	next := timeField(t, r0.Data, "next_attempt_at")
-	assert.LessOrEqual(t, time.Until(next), step+time.Second, "next_attempt_at after expiry: at most a tenth of the life (%s) away", step)
+	assert.LessOrEqual(t, time.Until(next), step+time.Second, "next_attempt_at after expiry: at most %s away", step)
 	time.Sleep(window)
 	r1 := readCertOK(t, c, id)
 	a1 := intField(r1.Data, "attempts")
-	t.Logf("expired %s ago: %d attempts so far, %d in the last %s (a tenth of the life: %s; at the 2 s floor it would be about %d); next_attempt_at %s",
+	t.Logf("expired %s ago: %d attempts so far, %d in the last %s (one every %s; at the 2 s floor it would be about %d); next_attempt_at %s",
 		time.Since(expiry).Round(time.Second), a1, a1-a0, window, step, int(window/(2*time.Second)), timeField(t, r1.Data, "next_attempt_at").Format(time.TimeOnly))
 	assert.GreaterOrEqual(t, a1-a0, int(window/step)-1, "attempts go on after expiry")
-	assert.LessOrEqual(t, a1-a0, int(window/step)+1, "attempts after expiry are a tenth of the life apart, not every 2 s")
+	assert.LessOrEqual(t, a1-a0, int(window/step)+1, "attempts after expiry are %s apart, not every 2 s", step)
 	assert.Equal(t, 1, proxy.NewOrders(), "no order reached the CA while it was away")
 
 	// The CA is back: the next attempt renews.
 	proxy.SetFault(nil)
 	cleared := time.Now()
-	renewed := waitCertField(t, c, id, step+30*time.Second, "renewal within a tenth of the life + 30 s of the CA's return", func(r *Resp) bool {
+	renewed := waitCertField(t, c, id, step+30*time.Second, "renewal within a step + 30 s of the CA's return", func(r *Resp) bool {
 		return fmt.Sprint(r.Data["serial_number"]) != first.SerialNumber
 	})
 	t.Logf("renewed %s after the CA came back: serial %v", time.Since(cleared).Round(time.Second), renewed.Data["serial_number"])
