@@ -363,7 +363,7 @@ func (b *backend) obtain(ctx context.Context, name string, p *issuePlan, renewin
 	}
 	supportsARI := client.SupportsRenewalInfo()
 	if renewing && supportsARI && p.cert.Certificate != "" {
-		if leaf, err := leafOf(p.cert); err == nil {
+		if leaf, err := p.cert.Leaf(); err == nil {
 			req.ReplacesCertID, _ = acme.ARICertID(leaf)
 		}
 	}
@@ -625,7 +625,7 @@ func (b *backend) RevokeCertificate(ctx context.Context, name string, c *storage
 	if err != nil {
 		return err
 	}
-	leaf, err := leafOf(c)
+	leaf, err := c.Leaf()
 	if err != nil {
 		return err
 	}

@@ -2,13 +2,9 @@ package backend
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
-
-	"github.com/hashicorp/vault/sdk/helper/certutil"
 
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/acme"
 	"github.com/letsencrypt-vault/vault-plugin-secrets-letsencrypt/storage"
@@ -95,15 +91,6 @@ func ariInterval(retryAfter, life time.Duration) time.Duration {
 	return max(d, floorARIInterval)
 }
 
-// leafOf parses the entry's current certificate.
-func leafOf(c *storage.CertEntry) (*x509.Certificate, error) {
-	bundle, err := certutil.ParsePEMBundle(c.Certificate)
-	if err != nil || bundle.Certificate == nil {
-		return nil, fmt.Errorf("stored certificate is not a PEM certificate: %v", err)
-	}
-	return bundle.Certificate, nil
-}
-
 // applyWindow decides c.RenewAt from the CA's window w, fetched at now. It ignores malformed
 // windows (end before start, start after expiry) and an early window that follows an early
 // renewal too closely, so a broken or hostile CA cannot make the plugin renew in a loop. It
@@ -168,7 +155,7 @@ func (b *backend) checkARI(ctx context.Context, name string, p *issuePlan) (bool
 	if err != nil {
 		return false, err
 	}
-	leaf, err := leafOf(p.cert)
+	leaf, err := p.cert.Leaf()
 	if err != nil {
 		return false, err
 	}

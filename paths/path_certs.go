@@ -2,7 +2,6 @@ package paths
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -652,7 +651,7 @@ func certReadResponse(c *storage.CertEntry) map[string]any {
 		// A new specification (names, key type) is being issued while this certificate is served:
 		// describe the certificate and key served, not the ones requested, so that a template
 		// choosing on private_key_type or domains gets what certificate and private_key hold.
-		if leaf, err := firstCertificate(c.Certificate); err == nil {
+		if leaf, err := c.Leaf(); err == nil {
 			ids = certIdentifiers(leaf)
 			if t, err := acme.PublicKeyType(leaf.PublicKey); err == nil {
 				kt, keyType = t, string(t)
@@ -879,17 +878,4 @@ func ReadCertDirect(ctx context.Context, route *framework.Path, req *logical.Req
 	fd := &framework.FieldData{Raw: map[string]any{"name": strings.TrimPrefix(req.Path, storage.CertPrefix)}, Schema: route.Fields}
 	resp, err = op.Handler()(ctx, req, fd)
 	return resp, true, err
-}
-
-// firstCertificate parses the first certificate of a PEM text (a stored certificate: the leaf).
-func firstCertificate(pemText string) (*x509.Certificate, error) {
-	for rest := []byte(pemText); ; {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			return nil, errors.New("no certificate in the PEM text")
-		}
-		if block.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(block.Bytes)
-		}
-	}
 }

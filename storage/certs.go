@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/certutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -141,4 +143,13 @@ func CertNames(ctx context.Context, s logical.Storage) ([]string, error) {
 		return nil, fmt.Errorf("list certificates: %w", err)
 	}
 	return names, nil
+}
+
+// Leaf parses the entry's current certificate (the leaf of Certificate).
+func (c *CertEntry) Leaf() (*x509.Certificate, error) {
+	bundle, err := certutil.ParsePEMBundle(c.Certificate)
+	if err != nil || bundle.Certificate == nil {
+		return nil, fmt.Errorf("stored certificate is not a PEM certificate: %v", err)
+	}
+	return bundle.Certificate, nil
 }
